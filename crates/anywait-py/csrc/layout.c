@@ -1,0 +1,157 @@
+/*
+ * Layout facts of the target interpreter's private structs, for anywait's Rust code.
+ *
+ * This file holds no logic: it is compiled against the headers of the interpreter the
+ * extension is built for, so every offset and size below is the compiler's, never a
+ * hand-written number. A field the version does not have is {-1, 0}.
+ * The Rust mirror of `struct anywait_layout` is in src/pystate/layout.rs; keep them in
+ * the same order.
+ */
+#include <Python.h>
+#include <stddef.h>
+
+#if PY_VERSION_HEX >= 0x030E0000
+/* 3.14 keeps the C stack bounds in _PyThreadStateImpl, an internal struct. */
+#  define Py_BUILD_CORE 1
+#  include "internal/pycore_tstate.h"
+#  include "internal/pycore_pythonrun.h"
+#  define ANYWAIT_TSTATE_IMPL _PyThreadStateImpl
+#endif
+
+typedef struct { long offset; long size; } anywait_field;
+
+#define FIELD(type, field) { (long)offsetof(type, field), (long)sizeof(((type *)0)->field) }
+#define ABSENT { -1, 0 }
+
+struct anywait_layout {
+    long py_version_hex;
+    long tstate_size;
+    long debug_build;
+    anywait_field context;
+    anywait_field context_ver;
+    anywait_field recursion_remaining;
+    anywait_field recursion_limit;
+    anywait_field c_recursion_remaining;
+    anywait_field cframe;
+    anywait_field root_cframe;
+    anywait_field current_frame;
+    anywait_field datastack_chunk;
+    anywait_field datastack_top;
+    anywait_field datastack_limit;
+    anywait_field exc_info;
+    anywait_field exc_state;
+    anywait_field trash_delete_nesting;
+    anywait_field trash_delete_later;
+    anywait_field critical_section;
+    anywait_field executor;
+    anywait_field c_stack_top;
+    anywait_field c_stack_soft_limit;
+    anywait_field c_stack_hard_limit;
+    anywait_field cframe_use_tracing;
+    anywait_field cframe_current_frame;
+    anywait_field cframe_previous;
+    long cframe_size;
+    anywait_field chunk_previous;
+    anywait_field chunk_size;
+    anywait_field chunk_top;
+    anywait_field chunk_data;
+    long c_recursion_limit;
+    long stack_margin_bytes;
+};
+
+const struct anywait_layout anywait_layout = {
+    .py_version_hex = PY_VERSION_HEX,
+    .tstate_size = (long)sizeof(PyThreadState),
+#ifdef Py_DEBUG
+    .debug_build = 1,
+#else
+    .debug_build = 0,
+#endif
+    .context = FIELD(PyThreadState, context),
+    .context_ver = FIELD(PyThreadState, context_ver),
+#if PY_VERSION_HEX >= 0x030C0000
+    .recursion_remaining = FIELD(PyThreadState, py_recursion_remaining),
+    .recursion_limit = FIELD(PyThreadState, py_recursion_limit),
+#else
+    .recursion_remaining = FIELD(PyThreadState, recursion_remaining),
+    .recursion_limit = FIELD(PyThreadState, recursion_limit),
+#endif
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030E0000
+    .c_recursion_remaining = FIELD(PyThreadState, c_recursion_remaining),
+#else
+    .c_recursion_remaining = ABSENT,
+#endif
+#if PY_VERSION_HEX < 0x030D0000
+    .cframe = FIELD(PyThreadState, cframe),
+    .root_cframe = FIELD(PyThreadState, root_cframe),
+    .current_frame = ABSENT,
+#else
+    .cframe = ABSENT,
+    .root_cframe = ABSENT,
+    .current_frame = FIELD(PyThreadState, current_frame),
+#endif
+    .datastack_chunk = FIELD(PyThreadState, datastack_chunk),
+    .datastack_top = FIELD(PyThreadState, datastack_top),
+    .datastack_limit = FIELD(PyThreadState, datastack_limit),
+    .exc_info = FIELD(PyThreadState, exc_info),
+    .exc_state = FIELD(PyThreadState, exc_state),
+#if PY_VERSION_HEX >= 0x030D0000
+    .trash_delete_nesting = ABSENT,
+    .trash_delete_later = FIELD(PyThreadState, delete_later),
+    .critical_section = FIELD(PyThreadState, critical_section),
+#elif PY_VERSION_HEX >= 0x030C0000
+    .trash_delete_nesting = FIELD(PyThreadState, trash.delete_nesting),
+    .trash_delete_later = FIELD(PyThreadState, trash.delete_later),
+    .critical_section = ABSENT,
+#else
+    .trash_delete_nesting = FIELD(PyThreadState, trash_delete_nesting),
+    .trash_delete_later = FIELD(PyThreadState, trash_delete_later),
+    .critical_section = ABSENT,
+#endif
+#if PY_VERSION_HEX >= 0x030E0000
+    .executor = FIELD(PyThreadState, current_executor),
+    .c_stack_top = FIELD(ANYWAIT_TSTATE_IMPL, c_stack_top),
+    .c_stack_soft_limit = FIELD(ANYWAIT_TSTATE_IMPL, c_stack_soft_limit),
+    .c_stack_hard_limit = FIELD(ANYWAIT_TSTATE_IMPL, c_stack_hard_limit),
+#elif PY_VERSION_HEX >= 0x030D0000
+    .executor = FIELD(PyThreadState, previous_executor),
+    .c_stack_top = ABSENT,
+    .c_stack_soft_limit = ABSENT,
+    .c_stack_hard_limit = ABSENT,
+#else
+    .executor = ABSENT,
+    .c_stack_top = ABSENT,
+    .c_stack_soft_limit = ABSENT,
+    .c_stack_hard_limit = ABSENT,
+#endif
+#if PY_VERSION_HEX < 0x030C0000
+    .cframe_use_tracing = FIELD(_PyCFrame, use_tracing),
+#else
+    .cframe_use_tracing = ABSENT,
+#endif
+#if PY_VERSION_HEX < 0x030D0000
+    .cframe_current_frame = FIELD(_PyCFrame, current_frame),
+    .cframe_previous = FIELD(_PyCFrame, previous),
+    .cframe_size = (long)sizeof(_PyCFrame),
+#else
+    .cframe_current_frame = ABSENT,
+    .cframe_previous = ABSENT,
+    .cframe_size = 0,
+#endif
+    .chunk_previous = FIELD(_PyStackChunk, previous),
+    .chunk_size = FIELD(_PyStackChunk, size),
+    .chunk_top = FIELD(_PyStackChunk, top),
+    .chunk_data = FIELD(_PyStackChunk, data),
+#if PY_VERSION_HEX >= 0x030D0000 && PY_VERSION_HEX < 0x030E0000
+    .c_recursion_limit = Py_C_RECURSION_LIMIT,
+#elif PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+    .c_recursion_limit = C_RECURSION_LIMIT,
+#else
+    .c_recursion_limit = 0,
+#endif
+#if PY_VERSION_HEX >= 0x030E0000
+    .stack_margin_bytes = (long)_PyOS_STACK_MARGIN_BYTES,
+#else
+    .stack_margin_bytes = 0,
+#endif
+};

@@ -1,0 +1,595 @@
+//! Fibers that run Python code: the engine behind `anywait.lowlevel.Fiber`.
+//!
+//! A [`FiberCore`] pairs a native fiber (crate `anywait-fiber`) with the interpreter
+//! state of the code running on it ([`Snapshot`]). Resuming it is:
+//!
+//! ```text
+//!   resumer's stack                         fiber's stack
+//!   ---------------                         -------------
+//!   resume(): checks, then
+//!     swap(ts, fiber snapshot) -> saved     (no Python API from here ...)
+//!     engine.resume(msg) ─────────────────▶ suspend() returns msg / body starts
+//!                                           ... Python code runs ...
+//!                                           suspend(v): yielder.suspend(v)
+//!     ◀──────────────────────────────────── (or the body returns)
+//!     swap(ts, saved) -> fiber snapshot     (... to here)
+//! ```
+//!
+//! Both swaps happen on the resumer's side, so the fiber side of a switch is a bare
+//! stack switch. The current fiber of each thread is a thread-local pointer
+//! ([`current`]), which makes `suspend()` and `current()` O(1).
+//!
+//! Lifetimes. A fiber's Python object owns its core. A suspended fiber whose object
+//! dies is unwound by throwing `FiberExit` into it on its own thread (`kill`); if the
+//! object dies on another thread the core is queued for its owner thread, and if the
+//! owner thread is gone the core is abandoned: its references are dropped, its stack
+//! is leaked, none of its code runs. A fiber that will not die is leaked the same way.
+//! Nothing here ever frees a stack with frames on it.
+
+use std::cell::{Cell, RefCell};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+
+use anywait_fiber::{Fiber as Engine, FiberStack, Resumed, StackLayout, StackPool, Yielder};
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::{ffi, PyErr};
+
+use crate::errors::FiberExit;
+use crate::pystate::{self, Snapshot};
+
+/// What crosses a switch, in both directions: a value, or an exception to raise.
+pub(crate) type Msg = PyResult<Py<PyAny>>;
+
+/// Usable C stack per fiber: the size of a main thread's stack, which CPython's default
+/// limits are tuned for. Only touched pages cost memory.
+const STACK_USABLE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Idle stacks kept per thread; more are unmapped when they come back.
+const POOL_CAP: usize = 16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    NotStarted,
+    /// On the thread's active chain: executing, or resumed another fiber that is.
+    Running,
+    Suspended,
+    Dead,
+}
+
+/// What the fiber body needs to start.
+pub(crate) struct Body {
+    pub func: Py<PyAny>,
+    pub args: Py<PyTuple>,
+    pub kwargs: Option<Py<PyDict>>,
+}
+
+/// A thread's identity for fibers, shared by the fibers it made.
+pub(crate) struct ThreadHome {
+    /// False once the thread has exited.
+    alive: AtomicBool,
+    /// The fork generation this home belongs to: after `fork()` only the forking
+    /// thread exists in the child, and only its home is moved to the new generation.
+    generation: AtomicU64,
+    /// Cores of fibers whose Python objects died on another thread, to be unwound here.
+    pending: Mutex<Vec<QueuedCore>>,
+    has_pending: AtomicBool,
+}
+
+/// A core travelling to its owner thread's queue. Boxed: its address is captured by
+/// its fiber's body and must not change.
+struct QueuedCore(Box<FiberCore>);
+
+// SAFETY: a core is only moved to another thread's queue (under the GIL, from
+// `place_orphan`) and is only ever resumed on its owner thread (`resume` checks).
+// While queued nothing touches it.
+unsafe impl Send for QueuedCore {}
+
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+impl ThreadHome {
+    fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+            && self.generation.load(Ordering::Acquire) == FORK_GENERATION.load(Ordering::Acquire)
+    }
+}
+
+/// Per-thread fiber machinery, made on first use.
+struct ThreadFibers {
+    home: Arc<ThreadHome>,
+    pool: RefCell<StackPool>,
+}
+
+impl Drop for ThreadFibers {
+    fn drop(&mut self) {
+        self.home.alive.store(false, Ordering::Release);
+        // Cores queued too late to be unwound: the interpreter is gone for this thread,
+        // so their references cannot be dropped either. Leak them.
+        if let Ok(mut pending) = self.home.pending.lock() {
+            for QueuedCore(core) in pending.drain(..) {
+                std::mem::forget(core);
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The innermost running fiber of this thread (null on the thread's own stack).
+    static CURRENT: Cell<*mut FiberCore> = const { Cell::new(ptr::null_mut()) };
+    static THREAD: ThreadFibers = ThreadFibers {
+        home: Arc::new(ThreadHome {
+            alive: AtomicBool::new(true),
+            generation: AtomicU64::new(FORK_GENERATION.load(Ordering::Acquire)),
+            pending: Mutex::new(Vec::new()),
+            has_pending: AtomicBool::new(false),
+        }),
+        pool: RefCell::new(StackPool::new(
+            StackLayout { usable_bytes: STACK_USABLE_BYTES, reserved_bytes: pystate::RESERVED_BYTES },
+            POOL_CAP,
+        )),
+    };
+}
+
+fn this_home() -> PyResult<Arc<ThreadHome>> {
+    THREAD
+        .try_with(|t| t.home.clone())
+        .map_err(|_| PyRuntimeError::new_err("this thread is exiting; fibers cannot be used"))
+}
+
+fn this_home_ptr() -> *const ThreadHome {
+    THREAD
+        .try_with(|t| Arc::as_ptr(&t.home))
+        .unwrap_or(ptr::null())
+}
+
+/// The engine type: every switch carries a [`Msg`] each way.
+type FiberEngine = Engine<Msg, Msg, Msg>;
+
+/// The state of one fiber. Lives in a `Box` (its address is captured by the body
+/// closure and stored in [`CURRENT`]) owned by the Python `Fiber` object.
+///
+/// All access happens on the owner thread with the GIL held, through raw pointers:
+/// the same core is reached both from the resumer (`resume`) and from the fiber itself
+/// (`suspend`, `current`), so no `&mut FiberCore` may live across a switch.
+pub(crate) struct FiberCore {
+    status: Status,
+    /// Present from first resume until the fiber finishes.
+    engine: Option<FiberEngine>,
+    /// The fiber's interpreter state while it is not running (None while running, and
+    /// once dead). Before the first resume: None; made by `start`.
+    snapshot: Option<Snapshot>,
+    /// Until started.
+    body: Option<Body>,
+    /// The context the fiber will run in, until started (then owned by the snapshot).
+    context: Option<Py<PyAny>>,
+    /// Valid while the fiber runs or is suspended: set by the body on entry.
+    yielder: *const Yielder<Msg, Msg>,
+    /// Who resumed us (another fiber, or null for the thread's own stack); valid while
+    /// running. Restored into CURRENT when we suspend or finish.
+    resumer: *mut FiberCore,
+    /// Borrowed pointer to our Python object while running (the call that resumed us
+    /// holds a reference); null otherwise, and during a kill after the object died.
+    pyobj: *mut ffi::PyObject,
+    home: Arc<ThreadHome>,
+}
+
+impl FiberCore {
+    pub(crate) fn new(body: Body, context: Py<PyAny>) -> PyResult<Box<Self>> {
+        ensure_fork_hook();
+        Ok(Box::new(Self {
+            status: Status::NotStarted,
+            engine: None,
+            snapshot: None,
+            body: Some(body),
+            context: Some(context),
+            yielder: ptr::null(),
+            resumer: ptr::null_mut(),
+            pyobj: ptr::null_mut(),
+            home: this_home()?,
+        }))
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        self.status
+    }
+
+    /// Objects the GC may traverse: the body and context of a fiber not yet started.
+    pub(crate) fn gc_referents(&self) -> impl Iterator<Item = &Py<PyAny>> {
+        let body = self.body.iter().flat_map(|b| {
+            [
+                Some(&b.func),
+                Some(b.args.as_any()),
+                b.kwargs.as_ref().map(|k| k.as_any()),
+            ]
+        });
+        body.flatten().chain(self.context.iter())
+    }
+
+    /// Drops the body and context of a fiber that never started (GC clear, close).
+    pub(crate) fn clear_unstarted(&mut self) {
+        if self.status == Status::NotStarted {
+            self.body = None;
+            self.context = None;
+        }
+    }
+
+    /// Marks a fiber that never ran as finished, dropping its body and context.
+    pub(crate) fn close_unstarted(&mut self) {
+        debug_assert_eq!(self.status, Status::NotStarted);
+        self.clear_unstarted();
+        self.status = Status::Dead;
+    }
+
+    pub(crate) fn on_owner_thread(&self) -> bool {
+        ptr::eq(Arc::as_ptr(&self.home), this_home_ptr())
+    }
+}
+
+impl Drop for FiberCore {
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.take() {
+            // Only a suspended (refused to die, or abandoned) fiber still has an engine:
+            // the engine leaks its stack, and the snapshot's references leak with it,
+            // since frames on that stack may still use them.
+            debug_assert!(engine.suspended());
+            // Snapshot holds raw pointers and has no Drop: discarding it leaks them.
+            self.snapshot = None;
+            engine.leak();
+        }
+    }
+}
+
+/// The innermost running fiber's core on this thread, or null.
+#[inline]
+pub(crate) fn current() -> *mut FiberCore {
+    CURRENT.with(Cell::get)
+}
+
+/// The Python object of the innermost running fiber, if any (and if it still exists).
+pub(crate) fn current_object(py: Python<'_>) -> Option<Py<PyAny>> {
+    let core = current();
+    if core.is_null() {
+        return None;
+    }
+    // SAFETY: CURRENT only holds cores that are running on this thread, which are alive
+    // (owned by an object the resuming call holds, or by a kill in progress).
+    let obj = unsafe { (*core).pyobj };
+    // SAFETY: a non-null pyobj is alive while its fiber runs (field invariant).
+    (!obj.is_null()).then(|| unsafe { Bound::from_borrowed_ptr(py, obj) }.unbind())
+}
+
+/// Resumes (or starts) the fiber, delivering `msg`, and returns what it hands back:
+/// the value it suspended with or returned, or the exception that escaped it.
+///
+/// # Safety
+/// `core` points to a live core, and `pyobj` is its Python object (or null) kept alive
+/// by the caller for the duration of the call.
+pub(crate) unsafe fn resume(
+    py: Python<'_>,
+    core: *mut FiberCore,
+    pyobj: *mut ffi::PyObject,
+    msg: Msg,
+) -> Msg {
+    // SAFETY: live core (caller); no other reference to it is active here.
+    let c = unsafe { &mut *core };
+    if !c.on_owner_thread() {
+        return Err(PyRuntimeError::new_err(
+            "cannot switch to a fiber from a thread other than the one that created it",
+        ));
+    }
+    match c.status {
+        Status::Running => return Err(PyRuntimeError::new_err(
+            "cannot switch to a running fiber (it is executing, or waiting for a fiber it resumed)",
+        )),
+        Status::Dead => return Err(PyRuntimeError::new_err("cannot switch to a finished fiber")),
+        Status::NotStarted => {
+            let value = match msg {
+                Err(exc) => {
+                    // Thrown in before the body ran: the fiber dies without running.
+                    c.status = Status::Dead;
+                    c.body = None;
+                    c.context = None;
+                    return Err(exc);
+                }
+                Ok(value) => value,
+            };
+            if !value.is_none(py) {
+                return Err(PyTypeError::new_err(
+                    "can't send non-None value to a fiber that has not started",
+                ));
+            }
+            // SAFETY: forwarded contract.
+            unsafe { start(py, core)? };
+            // SAFETY: as above.
+            return unsafe { switch_into(py, core, pyobj, Ok(value)) };
+        }
+        Status::Suspended => {}
+    }
+    // SAFETY: forwarded contract.
+    unsafe { switch_into(py, core, pyobj, msg) }
+}
+
+/// Makes the engine and initial snapshot of a fiber about to run for the first time.
+///
+/// # Safety
+/// `core` is live, not started, and owned by this thread.
+unsafe fn start(py: Python<'_>, core: *mut FiberCore) -> PyResult<()> {
+    run_pending_kills(py);
+    let stack = take_stack()?;
+    // SAFETY: live core; nothing else references it during this call.
+    let c = unsafe { &mut *core };
+    let context = c.context.take().map_or(ptr::null_mut(), Py::into_ptr);
+    let body_core = core;
+    let engine = FiberEngine::new(stack, move |yielder: &Yielder<Msg, Msg>, first: Msg| {
+        // SAFETY: the core outlives its engine (it owns it), and while the body runs
+        // nothing else holds a reference into the core.
+        let c = unsafe { &mut *body_core };
+        c.yielder = yielder;
+        drop(first);
+        // SAFETY: the thread that resumed us holds the GIL.
+        let py = unsafe { Python::assume_attached() };
+        let body = c.body.take().expect("fiber body already taken");
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let args = body.args.bind(py);
+            body.func
+                .bind(py)
+                .call(args, body.kwargs.as_ref().map(|k| k.bind(py)))
+                .map(Bound::unbind)
+        }));
+        result.unwrap_or_else(|_| {
+            fatal("a Rust panic reached the root of a fiber stack");
+        })
+    });
+    // SAFETY: this thread's state; the stack is fresh from the pool and unused.
+    let snapshot = unsafe { Snapshot::fresh(thread_state(), context, &engine.bounds()) };
+    c.engine = Some(engine);
+    c.snapshot = Some(snapshot);
+    Ok(())
+}
+
+/// The switch proper (see the module diagram).
+///
+/// # Safety
+/// `core` is live, started and suspended (or freshly started), on this thread.
+unsafe fn switch_into(
+    py: Python<'_>,
+    core: *mut FiberCore,
+    pyobj: *mut ffi::PyObject,
+    msg: Msg,
+) -> Msg {
+    // SAFETY: no error indicator check needs more than the GIL.
+    if unsafe { !ffi::PyErr_Occurred().is_null() } {
+        return Err(PyRuntimeError::new_err(
+            "cannot switch fibers while an exception is pending",
+        ));
+    }
+    let ts = thread_state();
+    // SAFETY: live core, and the only reference until the engine is resumed.
+    let fiber_state = unsafe {
+        let c = &mut *core;
+        c.resumer = current();
+        c.pyobj = pyobj;
+        c.status = Status::Running;
+        c.snapshot
+            .take()
+            .expect("suspended fiber without a snapshot")
+    };
+    CURRENT.with(|cur| cur.set(core));
+
+    // SAFETY: ts is this thread's state, GIL held; from here to the swap back only the
+    // stack switch happens (no Python API).
+    let outer = unsafe { pystate::swap(ts, fiber_state) };
+    // SAFETY: the engine is present while started and not finished; `&mut` to it lasts
+    // only for the resume call, during which the fiber touches the core through its own
+    // raw pointer, never the engine.
+    let resumed = unsafe { (*core).engine.as_mut().expect("engine").resume(msg) };
+    // SAFETY: as above: back on the resumer's stack, restoring its view.
+    let fiber_state = unsafe { pystate::swap(ts, outer) };
+
+    // SAFETY: the fiber is parked or finished: nothing else references the core now.
+    let c = unsafe { &mut *core };
+    CURRENT.with(|cur| cur.set(c.resumer));
+    c.resumer = ptr::null_mut();
+    c.pyobj = ptr::null_mut();
+    match resumed {
+        Resumed::Yield(value) => {
+            c.status = Status::Suspended;
+            c.snapshot = Some(fiber_state);
+            value
+        }
+        Resumed::Return(result) => {
+            c.status = Status::Dead;
+            c.yielder = ptr::null();
+            #[cfg(debug_assertions)]
+            debug_assert!(
+                fiber_state.is_unwound(),
+                "fiber finished with live state: {fiber_state:?}"
+            );
+            // SAFETY: GIL held, snapshot no longer installed.
+            unsafe { fiber_state.release_references() };
+            let engine = c.engine.take().expect("engine");
+            give_stack(engine.into_stack());
+            let _ = py;
+            result
+        }
+    }
+}
+
+/// Suspends the innermost running fiber, handing `value` to its resumer; returns what
+/// the next resume delivers.
+pub(crate) fn suspend(value: Py<PyAny>) -> Msg {
+    let core = current();
+    if core.is_null() {
+        return Err(PyRuntimeError::new_err(
+            "suspend() called outside a fiber; it can only be called from code running in a Fiber",
+        ));
+    }
+    // SAFETY: a running core's yielder was set by its body on entry and lives on its
+    // stack until the body returns, which cannot happen while we are inside it.
+    let yielder = unsafe { &*(*core).yielder };
+    yielder.suspend(Ok(value))
+}
+
+/// How a fiber ended after `FiberExit` was thrown in.
+pub(crate) enum KillOutcome {
+    Died,
+    /// It caught FiberExit and suspended again.
+    Refused,
+    /// Another exception escaped it.
+    Raised(PyErr),
+}
+
+/// Throws `FiberExit` into a suspended fiber and runs it to its end.
+///
+/// # Safety
+/// As for [`resume`]; the fiber is suspended and on this thread.
+pub(crate) unsafe fn kill(
+    py: Python<'_>,
+    core: *mut FiberCore,
+    pyobj: *mut ffi::PyObject,
+) -> KillOutcome {
+    let exit = PyErr::new::<FiberExit, _>(());
+    // SAFETY: forwarded contract.
+    match unsafe { resume(py, core, pyobj, Err(exit)) } {
+        Err(e) if e.is_instance_of::<FiberExit>(py) => KillOutcome::Died,
+        Err(e) => KillOutcome::Raised(e),
+        // SAFETY: live core.
+        Ok(_) if unsafe { (*core).status } == Status::Dead => KillOutcome::Died,
+        Ok(_) => KillOutcome::Refused,
+    }
+}
+
+/// What to do with the core of a suspended fiber whose Python object is dying.
+pub(crate) enum Orphan {
+    /// On its own thread: unwind it here and now.
+    KillHere,
+    /// Handed to its (living) owner thread, which unwinds it at its next fiber operation.
+    Queued,
+    /// Its thread is gone: references dropped, stack leaked, no code run.
+    Abandoned,
+}
+
+/// Disposes of the core of a suspended fiber whose object is dying on a thread that
+/// may not be its own. `take` is called to move the core out when it must leave.
+pub(crate) fn place_orphan(
+    py: Python<'_>,
+    core: &FiberCore,
+    take: impl FnOnce() -> Box<FiberCore>,
+) -> Orphan {
+    if core.on_owner_thread() {
+        return Orphan::KillHere;
+    }
+    if interpreter_is_finalizing() {
+        return Orphan::Abandoned;
+    }
+    let home = core.home.clone();
+    if home.is_alive() {
+        if let Ok(mut pending) = home.pending.lock() {
+            pending.push(QueuedCore(take()));
+            home.has_pending.store(true, Ordering::Release);
+            return Orphan::Queued;
+        }
+    }
+    abandon(py, take());
+    Orphan::Abandoned
+}
+
+/// Drops what a suspended fiber owns without running any of its code; leaks its stack.
+pub(crate) fn abandon(_py: Python<'_>, mut core: Box<FiberCore>) {
+    core.body = None;
+    core.context = None;
+    if let Some(snapshot) = core.snapshot.take() {
+        // SAFETY: GIL held (the `_py` token); the snapshot is not installed.
+        unsafe { snapshot.release_references() };
+    }
+    drop(core); // its Drop leaks the suspended engine and stack
+}
+
+/// Unwinds the fibers whose objects died on other threads (called on the owner thread).
+pub(crate) fn run_pending_kills(py: Python<'_>) {
+    let Ok(Some(home)) = THREAD.try_with(|t| {
+        t.home
+            .has_pending
+            .load(Ordering::Acquire)
+            .then(|| t.home.clone())
+    }) else {
+        return;
+    };
+    home.has_pending.store(false, Ordering::Release);
+    let cores: Vec<_> = match home.pending.lock() {
+        Ok(mut pending) => pending.drain(..).map(|QueuedCore(core)| core).collect(),
+        Err(_) => return,
+    };
+    for mut core in cores {
+        let raw: *mut FiberCore = &mut *core;
+        // SAFETY: the core is live (owned here), suspended, on its thread; it has no
+        // Python object any more, so current() reports None while it unwinds.
+        match unsafe { kill(py, raw, ptr::null_mut()) } {
+            KillOutcome::Died => {}
+            KillOutcome::Raised(e) => e.write_unraisable(py, None),
+            KillOutcome::Refused => refused_to_die(py),
+        }
+        drop(core);
+    }
+}
+
+/// Reports a fiber that caught `FiberExit` and suspended again; it is leaked.
+pub(crate) fn refused_to_die(py: Python<'_>) {
+    PyRuntimeError::new_err(
+        "a garbage-collected fiber caught FiberExit and suspended again; its stack is leaked",
+    )
+    .write_unraisable(py, None);
+}
+
+pub(crate) fn interpreter_is_finalizing() -> bool {
+    pystate::layout::interpreter_finalizing()
+}
+
+fn take_stack() -> PyResult<FiberStack> {
+    let taken = THREAD
+        .try_with(|t| t.pool.borrow_mut().take())
+        .map_err(|_| PyRuntimeError::new_err("this thread is exiting; fibers cannot be used"))?;
+    taken.map_err(|err| {
+        let hint = match anywait_fiber::guard_mode() {
+            Some(anywait_fiber::GuardMode::Mprotect) => {
+                " (each fiber stack costs two memory mappings on this kernel; \
+                 raise vm.max_map_count or run fewer fibers at once)"
+            }
+            _ => "",
+        };
+        PyMemoryError::new_err(format!("cannot map a stack for a new fiber: {err}{hint}"))
+    })
+}
+
+fn give_stack(stack: FiberStack) {
+    let _ = THREAD.try_with(|t| t.pool.borrow_mut().give(stack));
+}
+
+fn thread_state() -> *mut ffi::PyThreadState {
+    // SAFETY: no preconditions; with the GIL held this is the current, non-null state.
+    let ts = unsafe { ffi::compat::PyThreadState_GetUnchecked() };
+    debug_assert!(!ts.is_null());
+    ts
+}
+
+/// Aborts the process: a state we cannot recover from.
+pub(crate) fn fatal(what: &str) -> ! {
+    eprintln!("anywait: fatal: {what}");
+    std::process::abort()
+}
+
+/// After `fork()` the child has only the forking thread: every other thread's home
+/// must read as dead there, and the forking thread's as alive.
+fn ensure_fork_hook() {
+    static ONCE: Once = Once::new();
+    extern "C" fn after_fork_in_child() {
+        let generation = FORK_GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
+        let _ = THREAD.try_with(|t| t.home.generation.store(generation, Ordering::Release));
+    }
+    ONCE.call_once(|| {
+        // SAFETY: registering a handler that only touches atomics and a thread-local.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+}

@@ -1,0 +1,53 @@
+//! PEP 442 finalization for a PyO3 class.
+//!
+//! A suspended fiber that becomes garbage must be unwound by running Python code in it
+//! (`FiberExit` thrown in, `finally` blocks run). That needs a `tp_finalize` slot: it
+//! runs while the object is still valid (CPython temporarily resurrects it), in the
+//! cyclic GC before any `tp_clear`, and CPython copes when the finalizer resurrects the
+//! object for good. PyO3 0.30 has no `__del__` support (PyO3 issue #2479), so after the
+//! class is created we set `tp_finalize` and wrap `tp_dealloc` the way CPython's own
+//! generator dealloc does: call the finalizer first, and deallocate only if the object
+//! was not resurrected.
+//!
+//! Only `install` touches the type object, once, at module import.
+
+use std::sync::OnceLock;
+
+use pyo3::ffi;
+
+/// The class's finalizer: receives the object, GIL held, no exception set.
+pub(crate) type Finalize = unsafe extern "C" fn(*mut ffi::PyObject);
+
+/// PyO3's own deallocator of the class, called after finalization.
+static PYO3_DEALLOC: OnceLock<ffi::destructor> = OnceLock::new();
+
+/// Installs `finalize` as the type's `tp_finalize` and a `tp_dealloc` that runs it.
+///
+/// # Safety
+/// `tp` is a heap type made by PyO3 for a class whose instances `finalize` can handle,
+/// not yet instantiated, and `install` is called for at most one type.
+pub(crate) unsafe fn install(tp: *mut ffi::PyTypeObject, finalize: Finalize) -> Result<(), String> {
+    // SAFETY: `tp` is a live heap type object (caller), which CPython lets its creator
+    // mutate before first use; PyType_Modified drops any cached slot lookups.
+    unsafe {
+        let original = (*tp).tp_dealloc.ok_or("the class has no tp_dealloc")?;
+        PYO3_DEALLOC
+            .set(original)
+            .map_err(|_| "finalizer installed twice")?;
+        (*tp).tp_finalize = Some(finalize);
+        (*tp).tp_dealloc = Some(dealloc_after_finalize);
+        ffi::PyType_Modified(tp);
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn dealloc_after_finalize(obj: *mut ffi::PyObject) {
+    // SAFETY: called by CPython with a dying object of our type (refcount 0), GIL held.
+    // A negative result means tp_finalize resurrected the object: it must not be freed.
+    if unsafe { ffi::PyObject_CallFinalizerFromDealloc(obj) } < 0 {
+        return;
+    }
+    let dealloc = PYO3_DEALLOC.get().expect("finalizer not installed");
+    // SAFETY: the object is dead again and finalized; PyO3's dealloc frees it.
+    unsafe { dealloc(obj) };
+}

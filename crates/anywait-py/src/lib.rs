@@ -1,0 +1,49 @@
+//! `anywait._anywait`: the compiled core of anywait.
+//!
+//! Layers, bottom up (each a module): `pystate` (the interpreter state that follows a
+//! native stack; the only place with per-version conditionals), `fiber` (switching
+//! Python code between stacks, lifetimes), `pyfiber` + `finalizer` (the Python class).
+//! The public Python API is `anywait.lowlevel`, which re-exports from here.
+
+#[cfg(not(anywait_unsupported))]
+mod errors;
+#[cfg(not(anywait_unsupported))]
+mod fiber;
+#[cfg(not(anywait_unsupported))]
+mod finalizer;
+#[cfg(not(anywait_unsupported))]
+mod pyfiber;
+#[cfg(not(anywait_unsupported))]
+mod pystate;
+
+use pyo3::prelude::*;
+
+#[cfg(anywait_unsupported)]
+#[pymodule(gil_used = true)]
+fn _anywait(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+    Err(pyo3::exceptions::PyImportError::new_err(env!(
+        "ANYWAIT_UNSUPPORTED"
+    )))
+}
+
+#[cfg(not(anywait_unsupported))]
+#[pymodule(gil_used = true)]
+fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    use pyo3::exceptions::PyImportError;
+    use pyo3::type_object::PyTypeInfo;
+
+    let py = m.py();
+    pystate::layout::verify()
+        .and_then(|()| pystate::verify_reserved_fits())
+        .map_err(PyImportError::new_err)?;
+    m.add_class::<pyfiber::PyFiber>()?;
+    let fiber_type = pyfiber::PyFiber::type_object_raw(py);
+    // SAFETY: PyO3 just created this heap type and no instance exists yet; this is the
+    // only call.
+    unsafe { finalizer::install(fiber_type, pyfiber::finalize_fiber) }
+        .map_err(PyImportError::new_err)?;
+    m.add_function(wrap_pyfunction!(pyfiber::suspend, m)?)?;
+    m.add_function(wrap_pyfunction!(pyfiber::current, m)?)?;
+    m.add("FiberExit", py.get_type::<errors::FiberExit>())?;
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! The per-thread interpreter state that belongs to a native stack.
+//!
+//! CPython keeps, in each `PyThreadState`, facts about the code running on the thread's
+//! one stack: the innermost frame, the recursion depth, where the next frame's memory
+//! comes from, the exception being handled, the current contextvars context, and (3.14)
+//! where the C stack ends. Once a thread runs code on several stacks, those facts belong
+//! to a stack, not to the thread: every switch saves the leaving stack's values and
+//! installs the arriving stack's.
+//!
+//! [`Snapshot`] holds one stack's values while it is not running; [`swap`] is the only
+//! operation, and [`Snapshot::fresh`] makes the values a brand-new fiber starts with.
+//! Which fields exist depends on the version (DESIGN.md has the table); this module is
+//! the only place with version conditionals about the thread state.
+//!
+//! Invariants:
+//! * A snapshot that is not installed owns the strong references it holds (`context`,
+//!   the handled exception in `exc_state`, the trash list). `swap` moves them between
+//!   the thread state and snapshots without touching reference counts.
+//! * Between the two `swap`s around a stack switch no Python API is called: the
+//!   interpreter would see a half-switched state, and a GC pass could run a `__del__`
+//!   that switches again.
+
+pub(crate) mod layout;
+
+use std::ffi::c_int;
+use std::ptr;
+
+use anywait_fiber::StackBounds;
+use pyo3::ffi;
+
+use layout::layout;
+
+/// Size of the part of each fiber stack's reserved area this module uses: the fiber's
+/// root C frame (3.11, 3.12) and its root frame data-stack chunk.
+pub(crate) const RESERVED_BYTES: usize = 16 * 1024;
+
+/// Where the root chunk starts inside the reserved area (after room for a `_PyCFrame`).
+const CHUNK_OFFSET: usize = 64;
+
+/// The stack size CPython's default C recursion budget (3.12, 3.13) is sized for: the
+/// main thread's usual 8 MiB.
+#[cfg(all(Py_3_12, not(Py_3_14)))]
+const C_BUDGET_STACK_BYTES: usize = 8 * 1024 * 1024;
+
+/// One stack's share of the thread state while that stack is not running.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    /// The contextvars context (owned reference, may be NULL).
+    context: *mut ffi::PyObject,
+    /// 3.11/3.12: the innermost `_PyCFrame` (it holds the innermost frame).
+    #[cfg(not(Py_3_13))]
+    cframe: *mut u8,
+    /// 3.13+: the innermost interpreter frame.
+    #[cfg(Py_3_13)]
+    current_frame: *mut u8,
+    /// Python recursion depth, stored as a depth so that a `sys.setrecursionlimit`
+    /// made while this stack was away applies when it comes back.
+    recursion_depth: c_int,
+    #[cfg(all(Py_3_12, not(Py_3_14)))]
+    c_recursion_remaining: c_int,
+    datastack_chunk: *mut u8,
+    datastack_top: *mut u8,
+    datastack_limit: *mut u8,
+    exc_info: *mut u8,
+    /// Copy of the thread's base `_PyErr_StackItem` (its `exc_value` is owned).
+    exc_state: [*mut u8; 2],
+    #[cfg(not(Py_3_13))]
+    trash_delete_nesting: c_int,
+    trash_delete_later: *mut u8,
+    #[cfg(Py_3_13)]
+    critical_section: usize,
+    #[cfg(Py_3_13)]
+    executor: *mut u8,
+    /// 3.14: `c_stack_top`, `c_stack_soft_limit`, `c_stack_hard_limit`.
+    #[cfg(Py_3_14)]
+    c_stack: [usize; 3],
+}
+
+#[inline(always)]
+fn base(ts: *mut ffi::PyThreadState) -> *mut u8 {
+    ts.cast::<u8>()
+}
+
+/// Reads `field` of the thread state.
+macro_rules! get {
+    ($ts:expr, $field:ident) => {
+        // SAFETY: `$ts` is the live thread state (caller's contract) and `verify` checked
+        // that the field exists with the size of the type it is read as.
+        unsafe { *layout().$field.of(base($ts)) }
+    };
+}
+
+/// Writes `field` of the thread state.
+macro_rules! set {
+    ($ts:expr, $field:ident, $value:expr) => {
+        // SAFETY: as for `get!`.
+        unsafe { *layout().$field.of(base($ts)) = $value }
+    };
+}
+
+impl Snapshot {
+    /// The state a new fiber starts with, for a fiber about to run on the stack
+    /// described by `stack` on the thread whose state is `ts`.
+    ///
+    /// The fiber starts with no frames, depth 0, no exception being handled, an empty
+    /// data stack whose root chunk lives in the stack's reserved area (so it is reused
+    /// with the stack and never freed under live frames), and `context` (an owned
+    /// reference, moved into the snapshot).
+    ///
+    /// # Safety
+    /// `ts` is the current thread's state; `stack` describes a stack with at least
+    /// [`RESERVED_BYTES`] of reserved area that no running code uses.
+    pub(crate) unsafe fn fresh(
+        ts: *mut ffi::PyThreadState,
+        context: *mut ffi::PyObject,
+        stack: &StackBounds,
+    ) -> Self {
+        debug_assert!(stack.reserved_bytes >= RESERVED_BYTES);
+        let l = layout();
+        let area = stack.reserved_area.as_ptr();
+
+        // SAFETY: the chunk lies inside the reserved area (CHUNK_OFFSET + header <
+        // RESERVED_BYTES), which nothing else uses; the field offsets are the
+        // compiler's (layout.c).
+        let (chunk, top, limit) = unsafe {
+            let chunk = area.add(CHUNK_OFFSET);
+            let chunk_bytes = RESERVED_BYTES - CHUNK_OFFSET;
+            *l.chunk_previous.of::<*mut u8>(chunk) = ptr::null_mut();
+            *l.chunk_size.of::<usize>(chunk) = chunk_bytes;
+            *l.chunk_top.of::<usize>(chunk) = 0;
+            // CPython places the first frame of a root chunk at data[1], so that popping
+            // it never frees the chunk (pystate.c, push_chunk); an empty root chunk
+            // therefore has its top at data[1].
+            let data = l.chunk_data.of::<*mut ffi::PyObject>(chunk);
+            (chunk, data.add(1).cast::<u8>(), chunk.add(chunk_bytes))
+        };
+
+        #[cfg(not(Py_3_13))]
+        // SAFETY: the root C frame sits at the start of the reserved area (cframe_size <=
+        // CHUNK_OFFSET, checked in `verify_reserved_fits`); `ts` is live.
+        let cframe = unsafe {
+            area.write_bytes(0, CHUNK_OFFSET);
+            // `previous` points at the thread's root C frame, never at a frame on
+            // another stack: the eval loop writes into `previous` on exit (3.11), and
+            // that stack may be gone by then.
+            *l.cframe_previous.of::<*mut u8>(area) = l.root_cframe.of::<u8>(base(ts));
+            area
+        };
+
+        Self {
+            context,
+            #[cfg(not(Py_3_13))]
+            cframe,
+            #[cfg(Py_3_13)]
+            current_frame: ptr::null_mut(),
+            recursion_depth: 0,
+            #[cfg(all(Py_3_12, not(Py_3_14)))]
+            c_recursion_remaining: c_budget(stack),
+            datastack_chunk: chunk,
+            datastack_top: top,
+            datastack_limit: limit,
+            // SAFETY: exc_state is a field of the live thread state.
+            exc_info: unsafe { l.exc_state.of::<u8>(base(ts)) },
+            exc_state: [ptr::null_mut(); 2],
+            #[cfg(not(Py_3_13))]
+            trash_delete_nesting: 0,
+            trash_delete_later: ptr::null_mut(),
+            #[cfg(Py_3_13)]
+            critical_section: 0,
+            #[cfg(Py_3_13)]
+            executor: ptr::null_mut(),
+            #[cfg(Py_3_14)]
+            c_stack: c_stack_bounds(stack),
+        }
+    }
+
+    /// Drops the references held by the snapshot of a stack that has finished (or will
+    /// never run again). Frames, chunks and the trash list are not touched: a finished
+    /// stack has none, and an abandoned one may still be pointed into.
+    ///
+    /// # Safety
+    /// The GIL is held and the snapshot is not installed.
+    pub(crate) unsafe fn release_references(self) {
+        // SAFETY: both are owned references or NULL (type invariant); the GIL is held.
+        unsafe {
+            ffi::Py_XDECREF(self.context);
+            ffi::Py_XDECREF(self.exc_state[0].cast::<ffi::PyObject>());
+        }
+    }
+
+    /// Whether the data stack is back to an empty root chunk and no frame is live:
+    /// the state of a fiber that returned normally.
+    #[cfg(debug_assertions)]
+    pub(crate) fn is_unwound(&self) -> bool {
+        #[cfg(not(Py_3_13))]
+        // SAFETY: a finished fiber's cframe is its root cframe, in its reserved area.
+        let no_frame =
+            unsafe { (*layout().cframe_current_frame.of::<*mut u8>(self.cframe)).is_null() };
+        #[cfg(Py_3_13)]
+        let no_frame = self.current_frame.is_null();
+        // After an `except` block the handled exception is None, not NULL (POP_EXCEPT).
+        // SAFETY: taking the address of the None singleton.
+        let none = unsafe { ffi::Py_None() }.cast::<u8>();
+        let no_exception = self.exc_state[0].is_null() || self.exc_state[0] == none;
+        no_frame && self.recursion_depth == 0 && no_exception
+    }
+}
+
+/// Saves the state of the code now running on this thread and installs `install`.
+/// Returns the saved state; swapping it back later resumes that code's view.
+///
+/// # Safety
+/// `ts` is the current thread's state and the GIL is held; no Python API may be called
+/// until the stack switch this accompanies is complete (module docs).
+#[inline(always)]
+pub(crate) unsafe fn swap(ts: *mut ffi::PyThreadState, install: Snapshot) -> Snapshot {
+    let limit: c_int = get!(ts, recursion_limit);
+    let remaining: c_int = get!(ts, recursion_remaining);
+
+    #[cfg(not(Py_3_12))]
+    let leaving_cframe: *mut u8 = get!(ts, cframe);
+    #[cfg(not(Py_3_12))]
+    // SAFETY: the running code's cframe is live (it is on the stack being left).
+    let use_tracing: u8 = unsafe { *layout().cframe_use_tracing.of::<u8>(leaving_cframe) };
+
+    let saved = Snapshot {
+        context: get!(ts, context),
+        #[cfg(not(Py_3_13))]
+        cframe: get!(ts, cframe),
+        #[cfg(Py_3_13)]
+        current_frame: get!(ts, current_frame),
+        recursion_depth: limit - remaining,
+        #[cfg(all(Py_3_12, not(Py_3_14)))]
+        c_recursion_remaining: get!(ts, c_recursion_remaining),
+        datastack_chunk: get!(ts, datastack_chunk),
+        datastack_top: get!(ts, datastack_top),
+        datastack_limit: get!(ts, datastack_limit),
+        exc_info: get!(ts, exc_info),
+        exc_state: get!(ts, exc_state),
+        #[cfg(not(Py_3_13))]
+        trash_delete_nesting: get!(ts, trash_delete_nesting),
+        trash_delete_later: get!(ts, trash_delete_later),
+        #[cfg(Py_3_13)]
+        critical_section: get!(ts, critical_section),
+        #[cfg(Py_3_13)]
+        executor: get!(ts, executor),
+        #[cfg(Py_3_14)]
+        c_stack: [
+            get!(ts, c_stack_top),
+            get!(ts, c_stack_soft_limit),
+            get!(ts, c_stack_hard_limit),
+        ],
+    };
+
+    set!(ts, context, install.context);
+    #[cfg(not(Py_3_13))]
+    set!(ts, cframe, install.cframe);
+    #[cfg(Py_3_13)]
+    set!(ts, current_frame, install.current_frame);
+    set!(ts, recursion_remaining, limit - install.recursion_depth);
+    #[cfg(all(Py_3_12, not(Py_3_14)))]
+    set!(ts, c_recursion_remaining, install.c_recursion_remaining);
+    set!(ts, datastack_chunk, install.datastack_chunk);
+    set!(ts, datastack_top, install.datastack_top);
+    set!(ts, datastack_limit, install.datastack_limit);
+    set!(ts, exc_info, install.exc_info);
+    set!(ts, exc_state, install.exc_state);
+    #[cfg(not(Py_3_13))]
+    set!(ts, trash_delete_nesting, install.trash_delete_nesting);
+    set!(ts, trash_delete_later, install.trash_delete_later);
+    #[cfg(Py_3_13)]
+    set!(ts, critical_section, install.critical_section);
+    #[cfg(Py_3_13)]
+    set!(ts, executor, install.executor);
+    #[cfg(Py_3_14)]
+    {
+        // Never install a zero hard limit for a fiber: CPython would re-derive the
+        // bounds from the OS thread's stack. The thread's own zero (bounds not yet
+        // computed) is restored as it was, which is exactly that re-derivation.
+        set!(ts, c_stack_top, install.c_stack[0]);
+        set!(ts, c_stack_soft_limit, install.c_stack[1]);
+        set!(ts, c_stack_hard_limit, install.c_stack[2]);
+    }
+
+    #[cfg(not(Py_3_12))]
+    // SAFETY: the arriving code's innermost cframe is live: it is on the stack being
+    // resumed (or is a fresh fiber's root cframe). Tracing is per thread, and 3.11 keeps
+    // its switch in every cframe, copied from one to the next.
+    unsafe {
+        *layout().cframe_use_tracing.of::<u8>(install.cframe) = use_tracing;
+    }
+
+    // ContextVar.get caches values per (thread, context version); a new context must
+    // invalidate that cache.
+    let ver: u64 = get!(ts, context_ver);
+    set!(ts, context_ver, ver.wrapping_add(1));
+    saved
+}
+
+/// The C recursion budget for a fiber stack: CPython's default budget, which is sized
+/// for an 8 MiB stack, scaled to this stack's size.
+#[cfg(all(Py_3_12, not(Py_3_14)))]
+fn c_budget(stack: &StackBounds) -> c_int {
+    let usable = stack.base - stack.usable_bottom;
+    let full = layout().c_recursion_limit as usize;
+    let scaled = full.saturating_mul(usable) / C_BUDGET_STACK_BYTES;
+    c_int::try_from(scaled.clamp(1, full)).unwrap_or(c_int::MAX)
+}
+
+/// 3.14's stack-pointer bounds for a fiber stack, derived the way CPython derives a
+/// thread's: the hard limit one margin above the usable bottom, the soft limit one
+/// more margin up, and the top at the stack base.
+#[cfg(Py_3_14)]
+fn c_stack_bounds(stack: &StackBounds) -> [usize; 3] {
+    let margin = layout().stack_margin_bytes as usize;
+    let hard = stack.usable_bottom + margin;
+    [stack.base, hard + margin, hard]
+}
+
+/// Checks that the reserved-area plan fits this interpreter's structs.
+pub(crate) fn verify_reserved_fits() -> Result<(), String> {
+    let l = layout();
+    if l.cframe_size as usize > CHUNK_OFFSET {
+        return Err(format!(
+            "_PyCFrame is {} bytes, more than the {CHUNK_OFFSET} anywait reserves",
+            l.cframe_size
+        ));
+    }
+    Ok(())
+}

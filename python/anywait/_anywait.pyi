@@ -1,0 +1,69 @@
+"""Type stubs for anywait's compiled core. Public names are re-exported by
+:mod:`anywait.lowlevel`, which is where to read about them."""
+
+from collections.abc import Callable
+from typing import Any, final
+
+class FiberExit(BaseException):
+    """Raised inside a suspended fiber to unwind it, by :meth:`Fiber.close` or when the
+    fiber is garbage-collected. Like :class:`GeneratorExit` it derives from
+    :class:`BaseException`; code that catches it must re-raise it or return."""
+
+@final
+class Fiber:
+    """A function running on its own native stack.
+
+    ``Fiber(fn, *args, **kwargs)`` does not run anything yet: the first
+    :meth:`switch` calls ``fn(*args, **kwargs)`` on the fiber's stack, in a copy of the
+    contextvars context that was current when the fiber was created.
+    """
+
+    def __init__(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None: ...
+    def switch(self, value: Any = None) -> Any:
+        """Start or resume the fiber and run it until it suspends or finishes.
+
+        The first call starts ``fn`` (``value`` must then be None, as for a generator's
+        first ``send``). Later calls make the :func:`suspend` the fiber is waiting in
+        return ``value``. Returns the value the fiber passes to :func:`suspend`, or
+        ``fn``'s return value once it finishes; an exception escaping ``fn``
+        propagates from here with its traceback, and the fiber is then dead.
+
+        Raises RuntimeError if the fiber is dead, is running (it is this fiber, or one
+        waiting on a fiber it resumed), belongs to another thread, or if an exception is
+        pending.
+        """
+    def throw(self, exc: BaseException | type[BaseException]) -> Any:
+        """Raise ``exc`` inside the fiber where it is suspended, then run it like
+        :meth:`switch`. Thrown into a fiber that has not started, ``exc`` propagates
+        from here at once and ``fn`` never runs. RuntimeError on a dead fiber."""
+    def close(self) -> None:
+        """Unwind a suspended fiber by raising :class:`FiberExit` inside it.
+
+        Returns when the fiber has died (by letting FiberExit out, or by returning). An
+        exception other than FiberExit escaping the fiber propagates. If the fiber
+        catches FiberExit and suspends again, raises RuntimeError. A fiber that never
+        started is marked dead without running; closing a dead fiber does nothing;
+        closing a running one raises RuntimeError.
+        """
+    @property
+    def started(self) -> bool:
+        """Whether the fiber has been started."""
+    @property
+    def dead(self) -> bool:
+        """Whether the fiber has finished: returned, raised, closed, or killed before
+        it started."""
+    @property
+    def running(self) -> bool:
+        """Whether the fiber is executing, or waiting for a fiber it resumed."""
+
+def suspend(value: Any = None) -> Any:
+    """Suspend the current fiber, handing ``value`` to the code that resumed it.
+
+    Returns the value of the next :meth:`Fiber.switch`, or raises what the next
+    :meth:`Fiber.throw` throws. RuntimeError outside a fiber."""
+
+def current() -> Fiber | None:
+    """The innermost fiber running on this thread, or None on the thread's own stack.
+
+    None also while a garbage-collected fiber whose object has already been
+    destroyed is being unwound."""
