@@ -118,6 +118,9 @@ impl Drop for ThreadFibers {
 thread_local! {
     /// The innermost running fiber of this thread (null on the thread's own stack).
     static CURRENT: Cell<*mut FiberCore> = const { Cell::new(ptr::null_mut()) };
+    /// This thread's home, once made (a cheap copy of `THREAD.home`'s address for the
+    /// ownership check on every switch).
+    static HOME: Cell<*const ThreadHome> = const { Cell::new(ptr::null()) };
     static THREAD: ThreadFibers = ThreadFibers {
         home: Arc::new(ThreadHome {
             alive: AtomicBool::new(true),
@@ -133,15 +136,11 @@ thread_local! {
 }
 
 fn this_home() -> PyResult<Arc<ThreadHome>> {
-    THREAD
+    let home = THREAD
         .try_with(|t| t.home.clone())
-        .map_err(|_| PyRuntimeError::new_err("this thread is exiting; fibers cannot be used"))
-}
-
-fn this_home_ptr() -> *const ThreadHome {
-    THREAD
-        .try_with(|t| Arc::as_ptr(&t.home))
-        .unwrap_or(ptr::null())
+        .map_err(|_| PyRuntimeError::new_err("this thread is exiting; fibers cannot be used"))?;
+    HOME.with(|h| h.set(Arc::as_ptr(&home)));
+    Ok(home)
 }
 
 /// The engine type: every switch carries a [`Msg`] each way.
@@ -223,7 +222,7 @@ impl FiberCore {
     }
 
     pub(crate) fn on_owner_thread(&self) -> bool {
-        ptr::eq(Arc::as_ptr(&self.home), this_home_ptr())
+        ptr::eq(Arc::as_ptr(&self.home), HOME.with(Cell::get))
     }
 }
 

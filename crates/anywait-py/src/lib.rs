@@ -2,11 +2,13 @@
 //!
 //! Layers, bottom up (each a module): `pystate` (the interpreter state that follows a
 //! native stack; the only place with per-version conditionals), `fiber` (switching
-//! Python code between stacks, lifetimes), `pyfiber` + `finalizer` (the Python class).
+//! Python code between stacks, lifetimes), `pyfiber` + `finalizer` + `fastpath` (the Python class and functions).
 //! The public Python API is `anywait.lowlevel`, which re-exports from here.
 
 #[cfg(not(anywait_unsupported))]
 mod errors;
+#[cfg(not(anywait_unsupported))]
+mod fastpath;
 #[cfg(not(anywait_unsupported))]
 mod fiber;
 #[cfg(not(anywait_unsupported))]
@@ -42,7 +44,7 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // only call.
     unsafe { finalizer::install(fiber_type, pyfiber::finalize_fiber) }
         .map_err(PyImportError::new_err)?;
-    m.add_function(wrap_pyfunction!(pyfiber::suspend, m)?)?;
+    fastpath::install(m)?;
     m.add_function(wrap_pyfunction!(pyfiber::current, m)?)?;
     m.add("FiberExit", py.get_type::<errors::FiberExit>())?;
     Ok(())

@@ -1,4 +1,5 @@
-//! The Python face of fibers: `anywait.lowlevel.Fiber`, `suspend`, `current`.
+//! The Python face of fibers: `anywait.lowlevel.Fiber` and `current` (`switch` and
+//! `suspend` are in `fastpath`).
 //!
 //! Argument checks and error wording live here; the switching lives in `fiber`.
 
@@ -47,7 +48,7 @@ impl PyFiber {
         unsafe { (*core).status() }
     }
 
-    fn resume(slf: &Bound<'_, Self>, msg: fiber::Msg) -> PyResult<Py<PyAny>> {
+    pub(crate) fn resume(slf: &Bound<'_, Self>, msg: fiber::Msg) -> PyResult<Py<PyAny>> {
         let core = slf.get().core();
         if core.is_null() {
             return Err(PyRuntimeError::new_err("cannot switch to a finished fiber"));
@@ -116,12 +117,7 @@ impl PyFiber {
         })
     }
 
-    /// Starts or resumes the fiber; see the stub for the full contract.
-    #[pyo3(signature = (value = None))]
-    fn switch(slf: &Bound<'_, Self>, value: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        let value = value.unwrap_or_else(|| slf.py().None());
-        Self::resume(slf, Ok(value))
-    }
+    // `switch` is installed by `fastpath`.
 
     /// Raises `exc` inside the fiber at its suspension point.
     fn throw(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -213,6 +209,14 @@ impl PyFiber {
 
 /// `tp_finalize` of `Fiber` (installed by `finalizer::install`).
 pub(crate) unsafe extern "C" fn finalize_fiber(obj: *mut ffi::PyObject) {
+    // SAFETY: CPython calls tp_finalize with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: CPython calls tp_finalize with a live object of our type.
+    let slf = unsafe { Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<PyFiber>() };
+    // Only a suspended fiber has anything to unwind: the common case returns here.
+    if slf.get().status() != Status::Suspended {
+        return;
+    }
     // During shutdown PyO3 refuses to attach (and fiber code must not run anyway):
     // suspended fibers are left as they are, to go down with the process.
     // SAFETY: no preconditions.
@@ -221,20 +225,11 @@ pub(crate) unsafe extern "C" fn finalize_fiber(obj: *mut ffi::PyObject) {
     }
     Python::attach(|py| {
         let pending = PyErr::take(py);
-        // SAFETY: CPython calls tp_finalize with a live object of our type.
-        let slf = unsafe { Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<PyFiber>() };
         slf.get().finalize(py, obj);
         if let Some(err) = pending {
             err.restore(py);
         }
     });
-}
-
-/// Suspends the current fiber; see the stub.
-#[pyfunction]
-#[pyo3(signature = (value = None))]
-pub(crate) fn suspend(py: Python<'_>, value: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-    fiber::suspend(value.unwrap_or_else(|| py.None()))
 }
 
 /// The running fiber, or None.

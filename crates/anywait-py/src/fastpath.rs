@@ -1,0 +1,184 @@
+//! Direct `METH_FASTCALL` entry points for the two calls made on every switch:
+//! `Fiber.switch(value=None)` and `suspend(value=None)`.
+//!
+//! Why not `#[pymethods]`: PyO3's generic trampoline (attach-count bookkeeping, the
+//! argument-description walk) was a quarter of a switch round trip; and its attach
+//! count is a thread-local that assumes every call returns on the stack it was made
+//! on, which a call that switches stacks does not. These functions take the GIL as
+//! held (CPython only calls them with it), parse their one optional argument by hand,
+//! and catch panics at the boundary.
+//!
+//! `switch` is added to the `Fiber` type's dict as a method descriptor (which checks
+//! the type of `self` before calling us), `suspend` is a module-level builtin.
+
+use std::ffi::CStr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use crate::fiber;
+use crate::pyfiber::PyFiber;
+
+/// A `PyMethodDef` that may live in a static (CPython reads it, never writes it).
+#[repr(transparent)]
+struct MethodDef(ffi::PyMethodDef);
+
+// SAFETY: the definition is immutable after construction and holds only pointers to
+// static data and functions.
+unsafe impl Sync for MethodDef {}
+
+const FASTCALL_KW: std::ffi::c_int = ffi::METH_FASTCALL | ffi::METH_KEYWORDS;
+
+static SWITCH_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"switch".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: switch_entry,
+    },
+    ml_flags: FASTCALL_KW,
+    ml_doc: c"switch($self, value=None, /)\n--\n\nStart or resume the fiber and run it until it suspends or finishes; returns what it passes to suspend(), or its return value.".as_ptr(),
+});
+
+static SUSPEND_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"suspend".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: suspend_entry,
+    },
+    ml_flags: FASTCALL_KW,
+    ml_doc: c"suspend(value=None, /)\n--\n\nSuspend the current fiber, handing value to the code that resumed it; returns the value of the next switch().".as_ptr(),
+});
+
+/// The optional `value` argument, positional or by keyword; a borrowed reference
+/// (None when absent), or NULL with TypeError set.
+///
+/// # Safety
+/// The arguments are those CPython passes to a `METH_FASTCALL | METH_KEYWORDS`
+/// function, GIL held.
+unsafe fn value_arg(
+    py: Python<'_>,
+    name: &CStr,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: vectorcall conventions (caller).
+    let nargs = unsafe { ffi::PyVectorcall_NARGS(nargsf as usize) };
+    let nkw = if kwnames.is_null() {
+        0
+    } else {
+        // SAFETY: kwnames is a tuple of str (vectorcall conventions).
+        unsafe { ffi::PyTuple_GET_SIZE(kwnames) }
+    };
+    let too_many = || {
+        PyTypeError::new_err(format!(
+            "{}() takes at most 1 argument ({} given)",
+            name.to_string_lossy(),
+            nargs + nkw
+        ))
+    };
+    match (nargs, nkw) {
+        // SAFETY: the None singleton is immortal or held by the interpreter.
+        (0, 0) => Ok(unsafe { ffi::Py_None() }),
+        // SAFETY: one positional argument is present.
+        (1, 0) => Ok(unsafe { *args }),
+        (0, 1) => {
+            // SAFETY: kwnames has one item, a str.
+            let key = unsafe { Bound::from_borrowed_ptr(py, ffi::PyTuple_GET_ITEM(kwnames, 0)) };
+            if key.eq("value")? {
+                // SAFETY: the keyword's value follows the positionals.
+                Ok(unsafe { *args })
+            } else {
+                Err(PyTypeError::new_err(format!(
+                    "{}() got an unexpected keyword argument {}",
+                    name.to_string_lossy(),
+                    key.repr()?
+                )))
+            }
+        }
+        _ => Err(too_many()),
+    }
+}
+
+/// Converts a call's outcome into CPython's convention (new reference, or NULL with
+/// the error set), aborting on a panic, which must never cross into C.
+fn finish(py: Python<'_>, result: std::thread::Result<PyResult<Py<PyAny>>>) -> *mut ffi::PyObject {
+    match result {
+        Ok(Ok(value)) => value.into_ptr(),
+        Ok(Err(err)) => {
+            err.restore(py);
+            ptr::null_mut()
+        }
+        Err(_) => fiber::fatal("a Rust panic reached a Python call boundary"),
+    }
+}
+
+unsafe extern "C" fn switch_entry(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: CPython's fastcall arguments; the method descriptor checked that
+        // `slf` is a Fiber.
+        let value = unsafe { value_arg(py, c"switch", args, nargsf, kwnames) }?;
+        // SAFETY: as above; `slf` is borrowed for the duration of the call.
+        let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyFiber>() };
+        // SAFETY: a borrowed argument, turned into an owned reference to send.
+        let value = unsafe { Bound::from_borrowed_ptr(py, value) }.unbind();
+        PyFiber::resume(&slf, Ok(value))
+    }));
+    finish(py, result)
+}
+
+unsafe extern "C" fn suspend_entry(
+    _module: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls builtins with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: CPython's fastcall arguments.
+        let value = unsafe { value_arg(py, c"suspend", args, nargsf, kwnames) }?;
+        // SAFETY: a borrowed argument, turned into an owned reference to send.
+        fiber::suspend(unsafe { Bound::from_borrowed_ptr(py, value) }.unbind())
+    }));
+    finish(py, result)
+}
+
+fn def_ptr(def: &'static MethodDef) -> *mut ffi::PyMethodDef {
+    ptr::from_ref(&def.0).cast_mut()
+}
+
+/// Adds `switch` to the Fiber type and `suspend` to the module.
+pub(crate) fn install(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = module.py();
+    let tp = py.get_type::<PyFiber>();
+    // SAFETY: SWITCH_DEF is static and CPython only reads it (the `*mut` in the
+    // signature is historical); the result is a new reference or NULL with an exception.
+    let descr = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyDescr_NewMethod(tp.as_type_ptr(), def_ptr(&SWITCH_DEF)),
+        )
+    }?;
+    // Heap types made by PyO3 accept new attributes; setattr also invalidates the
+    // type's method cache.
+    tp.setattr("switch", descr)?;
+    let name = module.name()?;
+    // SAFETY: SUSPEND_DEF is static; returns a new reference or NULL with an exception.
+    let suspend = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyCFunction_NewEx(def_ptr(&SUSPEND_DEF), ptr::null_mut(), name.as_ptr()),
+        )
+    }?;
+    module.add("suspend", suspend)?;
+    Ok(())
+}
