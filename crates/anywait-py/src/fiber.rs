@@ -322,24 +322,32 @@ unsafe fn start(py: Python<'_>, core: *mut FiberCore) -> PyResult<()> {
     let context = c.context.take().map_or(ptr::null_mut(), Py::into_ptr);
     let body_core = core;
     let engine = FiberEngine::new(stack, move |yielder: &Yielder<Msg, Msg>, first: Msg| {
-        // SAFETY: the core outlives its engine (it owns it), and while the body runs
-        // nothing else holds a reference into the core.
-        let c = unsafe { &mut *body_core };
-        c.yielder = yielder;
-        drop(first);
         // SAFETY: the thread that resumed us holds the GIL.
         let py = unsafe { Python::assume_attached() };
-        let body = c.body.take().expect("fiber body already taken");
+        // None (checked by `resume` before starting). Dropped as Bound, like every
+        // object released on these paths: a `Py` dropped where PyO3 has not counted an
+        // attach is queued for later instead of released.
+        drop(first.map(|v| v.into_bound(py)));
+        // SAFETY: the core outlives its engine (it owns it). The borrow ends before any
+        // Python code runs: from then on the core is reached through raw pointers by
+        // `suspend`, `current` and GC traversal.
+        let body = unsafe {
+            let c = &mut *body_core;
+            c.yielder = yielder;
+            c.body.take().expect("fiber body already taken")
+        };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let args = body.args.bind(py);
-            body.func
-                .bind(py)
-                .call(args, body.kwargs.as_ref().map(|k| k.bind(py)))
-                .map(Bound::unbind)
+            let func = body.func.into_bound(py);
+            let args = body.args.into_bound(py);
+            let kwargs = body.kwargs.map(|k| k.into_bound(py));
+            let result = if args.is_empty() && kwargs.is_none() {
+                func.call0() // vectorcall: no argument tuple to unpack
+            } else {
+                func.call(args, kwargs.as_ref())
+            };
+            result.map(Bound::unbind)
         }));
-        result.unwrap_or_else(|_| {
-            fatal("a Rust panic reached the root of a fiber stack");
-        })
+        result.unwrap_or_else(|_| fatal("a Rust panic reached the root of a fiber stack"))
     });
     // SAFETY: this thread's state; the stack is fresh from the pool and unused.
     let snapshot = unsafe { Snapshot::fresh(thread_state(), context, &engine.bounds()) };
