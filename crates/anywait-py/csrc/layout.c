@@ -10,9 +10,17 @@
 #include <Python.h>
 #include <stddef.h>
 
+#if PY_VERSION_HEX >= 0x030D0000
+/* 3.13+ publish their real layout for debuggers in _PyRuntime.debug_offsets; anywait
+ * reads it at import to check that it was compiled for this very interpreter. */
+#  define Py_BUILD_CORE 1
+#  include "internal/pycore_runtime.h"
+#  define DEBUG_OFFSET(field) ((long)offsetof(_PyRuntimeState, debug_offsets.field))
+#else
+#  define DEBUG_OFFSET(field) (-1L)
+#endif
 #if PY_VERSION_HEX >= 0x030E0000
 /* 3.14 keeps the C stack bounds in _PyThreadStateImpl, an internal struct. */
-#  define Py_BUILD_CORE 1
 #  include "internal/pycore_tstate.h"
 #  include "internal/pycore_pythonrun.h"
 #  define ANYWAIT_TSTATE_IMPL _PyThreadStateImpl
@@ -57,6 +65,12 @@ struct anywait_layout {
     anywait_field chunk_data;
     long c_recursion_limit;
     long stack_margin_bytes;
+    /* Offsets inside _PyRuntime of the debug-offset entries (-1 before 3.13); each
+     * entry is a uint64_t holding the running interpreter's own value. */
+    long debug_version;
+    long debug_tstate_size;
+    long debug_tstate_current_frame;
+    long debug_tstate_datastack_chunk;
 };
 
 const struct anywait_layout anywait_layout = {
@@ -154,4 +168,8 @@ const struct anywait_layout anywait_layout = {
 #else
     .stack_margin_bytes = 0,
 #endif
+    .debug_version = DEBUG_OFFSET(version),
+    .debug_tstate_size = DEBUG_OFFSET(thread_state.size),
+    .debug_tstate_current_frame = DEBUG_OFFSET(thread_state.current_frame),
+    .debug_tstate_datastack_chunk = DEBUG_OFFSET(thread_state.datastack_chunk),
 };

@@ -72,6 +72,10 @@ pub(crate) struct RawLayout {
     pub chunk_data: Field,
     pub c_recursion_limit: c_long,
     pub stack_margin_bytes: c_long,
+    pub debug_version: c_long,
+    pub debug_tstate_size: c_long,
+    pub debug_tstate_current_frame: c_long,
+    pub debug_tstate_datastack_chunk: c_long,
 }
 
 extern "C" {
@@ -88,6 +92,61 @@ pub(crate) fn layout() -> &'static RawLayout {
 #[cfg(not(Py_3_13))]
 extern "C" {
     fn _Py_IsFinalizing() -> c_int;
+}
+
+#[cfg(Py_3_13)]
+extern "C" {
+    /// The runtime state; it starts with `_Py_DebugOffsets` (3.13+), whose entries
+    /// `csrc/layout.c` located for us.
+    static _PyRuntime: u8;
+}
+
+/// Reads the running interpreter's own value of a `_Py_DebugOffsets` entry.
+#[cfg(Py_3_13)]
+fn debug_offset(offset: c_long) -> u64 {
+    // SAFETY: `offset` was computed by the compiler for `_PyRuntimeState`, and the
+    // debug offsets are written once at interpreter start and never change.
+    unsafe {
+        std::ptr::addr_of!(_PyRuntime)
+            .add(offset as usize)
+            .cast::<u64>()
+            .read_unaligned()
+    }
+}
+
+/// 3.13+: the running interpreter's published layout must be the one we compiled
+/// against (patch releases have moved thread-state fields).
+#[cfg(Py_3_13)]
+fn verify_against_runtime(l: &RawLayout) -> Result<(), String> {
+    let facts = [
+        (
+            "PyThreadState size",
+            debug_offset(l.debug_tstate_size),
+            l.tstate_size,
+        ),
+        (
+            "current_frame offset",
+            debug_offset(l.debug_tstate_current_frame),
+            l.current_frame.offset,
+        ),
+        (
+            "datastack_chunk offset",
+            debug_offset(l.debug_tstate_datastack_chunk),
+            l.datastack_chunk.offset,
+        ),
+    ];
+    for (what, running, compiled) in facts {
+        if running != compiled as u64 {
+            return Err(format!(
+                "anywait was compiled against the headers of CPython {} but the running CPython {} \
+                 has a different thread state ({what}: {running}, compiled for {compiled}); \
+                 rebuild anywait against this interpreter",
+                hex_version(l.py_version_hex as c_ulong),
+                hex_version(debug_offset(l.debug_version) as c_ulong),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether the interpreter is shutting down.
@@ -162,6 +221,8 @@ pub(crate) fn verify() -> Result<(), String> {
         ("c_stack_soft_limit", l.c_stack_soft_limit, ptr),
         ("c_stack_hard_limit", l.c_stack_hard_limit, ptr),
     ]);
+    #[cfg(Py_3_13)]
+    verify_against_runtime(l)?;
     for (name, field, size) in checks {
         if !field.present() || field.size != size {
             return Err(format!(
