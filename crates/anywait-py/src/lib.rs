@@ -38,6 +38,8 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pystate::layout::verify()
         .and_then(|()| pystate::verify_reserved_fits())
         .map_err(PyImportError::new_err)?;
+    #[cfg(Py_3_14)]
+    pystate::verify_live_stack_bounds().map_err(PyImportError::new_err)?;
     m.add_class::<pyfiber::PyFiber>()?;
     let fiber_type = pyfiber::PyFiber::type_object_raw(py);
     // SAFETY: PyO3 just created this heap type and no instance exists yet; this is the

@@ -317,6 +317,33 @@ fn c_stack_bounds(stack: &StackBounds) -> [usize; 3] {
     [stack.base, hard + margin, hard]
 }
 
+/// 3.14: checks, on the importing thread, that the stack bounds read through our
+/// offsets describe the stack we are running on, with the margin we compiled for.
+/// Wrong offsets would otherwise go unnoticed until a fiber overflowed its stack.
+#[cfg(Py_3_14)]
+pub(crate) fn verify_live_stack_bounds() -> Result<(), String> {
+    // SAFETY: no preconditions; at import the GIL is held, so the state is current.
+    let ts = unsafe { ffi::compat::PyThreadState_GetUnchecked() };
+    let (top, soft, hard): (usize, usize, usize) = (
+        get!(ts, c_stack_top),
+        get!(ts, c_stack_soft_limit),
+        get!(ts, c_stack_hard_limit),
+    );
+    if hard == 0 {
+        return Ok(()); // not derived yet on this thread: nothing to compare
+    }
+    let here = &top as *const usize as usize;
+    let margin = layout().stack_margin_bytes as usize;
+    if !(hard < soft && soft < here && here <= top && soft - hard == margin) {
+        return Err(format!(
+            "the C stack bounds read from this CPython's thread state do not describe the \
+             running stack (top {top:#x}, soft {soft:#x}, hard {hard:#x}, here {here:#x}, \
+             margin {margin}); anywait was built for a different thread-state layout"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks that the reserved-area plan fits this interpreter's structs.
 pub(crate) fn verify_reserved_fits() -> Result<(), String> {
     let l = layout();
