@@ -133,6 +133,21 @@ where
         co.into_stack()
     }
 
+    /// Takes the stack back from a suspended fiber without unwinding it: as if the
+    /// fiber had jumped back to its start.
+    ///
+    /// # Safety
+    /// Nothing on the fiber's stack needs dropping, and nothing anywhere points into
+    /// it (no foreign frames, no borrowed data).
+    pub unsafe fn reset_into_stack(self) -> FiberStack {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again.
+        let mut co = unsafe { ManuallyDrop::take(&mut this.co) };
+        // SAFETY: the caller guarantees nothing on the stack needs dropping.
+        unsafe { co.force_reset() };
+        co.into_stack()
+    }
+
     /// Abandons the fiber whatever its state, leaking its stack if it is suspended.
     pub fn leak(self) {
         drop(self);
@@ -231,6 +246,20 @@ mod tests {
         assert!(matches!(fiber.resume(()), Resumed::Yield(())));
         drop(fiber);
         assert!(!unwound.get(), "a suspended fiber must never be unwound");
+    }
+
+    #[test]
+    fn reset_reclaims_a_suspended_stack() {
+        let mut fiber = Fiber::new(stack(), |y: &Yielder<(), ()>, ()| {
+            y.suspend(());
+        });
+        let base = fiber.bounds().base;
+        assert!(matches!(fiber.resume(()), Resumed::Yield(())));
+        // SAFETY: the body holds nothing that needs dropping while suspended.
+        let stack = unsafe { fiber.reset_into_stack() };
+        let mut again = Fiber::new(stack, |_: &Yielder<(), ()>, ()| 3);
+        assert_eq!(again.bounds().base, base);
+        assert!(matches!(again.resume(()), Resumed::Return(3)));
     }
 
     #[test]

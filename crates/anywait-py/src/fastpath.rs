@@ -1,5 +1,5 @@
-//! Direct `METH_FASTCALL` entry points for the two calls made on every switch:
-//! `Fiber.switch(value=None)` and `suspend(value=None)`.
+//! Direct entry points for the calls made on every switch: `Fiber.switch(value=None)`,
+//! `suspend(value=None)` and `await_(awaitable)`.
 //!
 //! Why not `#[pymethods]`: PyO3's generic trampoline (attach-count bookkeeping, the
 //! argument-description walk) was a quarter of a switch round trip; and its attach
@@ -48,6 +48,13 @@ static SUSPEND_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
     },
     ml_flags: FASTCALL_KW,
     ml_doc: c"suspend(value=None, /)\n--\n\nSuspend the current fiber, handing value to the code that resumed it; returns the value of the next switch().".as_ptr(),
+});
+
+static AWAIT_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"await_".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer { PyCFunction: await_entry },
+    ml_flags: ffi::METH_O,
+    ml_doc: c"await_(awaitable, /)\n--\n\nAwait `awaitable` from sync code running in a task that has a portal, exactly as `await awaitable` would at this point, and return its result.".as_ptr(),
 });
 
 /// The optional `value` argument, positional or by keyword; a borrowed reference
@@ -146,6 +153,12 @@ unsafe extern "C" fn suspend_entry(
     let result = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: CPython's fastcall arguments.
         let value = unsafe { value_arg(py, c"suspend", args, nargsf, kwnames) }?;
+        if crate::portal::in_portal_step() {
+            // The innermost fiber is a portal's step worker, not a user Fiber.
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "suspend() called outside a fiber; it can only be called from code running in a Fiber",
+            ));
+        }
         // SAFETY: a borrowed argument, turned into an owned reference to send.
         fiber::suspend(unsafe { Bound::from_borrowed_ptr(py, value) }.unbind())
     }));
@@ -156,7 +169,21 @@ fn def_ptr(def: &'static MethodDef) -> *mut ffi::PyMethodDef {
     ptr::from_ref(&def.0).cast_mut()
 }
 
-/// Adds `switch` to the Fiber type and `suspend` to the module.
+unsafe extern "C" fn await_entry(
+    _module: *mut ffi::PyObject,
+    aw: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls builtins with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: METH_O passes one borrowed argument.
+        let aw = unsafe { Bound::from_borrowed_ptr(py, aw) };
+        crate::awaiting::await_(py, &aw)
+    }));
+    finish(py, result)
+}
+
+/// Adds `switch` to the Fiber type, and `suspend` and `await_` to the module.
 pub(crate) fn install(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = module.py();
     let tp = py.get_type::<PyFiber>();
@@ -180,5 +207,13 @@ pub(crate) fn install(module: &Bound<'_, PyModule>) -> PyResult<()> {
         )
     }?;
     module.add("suspend", suspend)?;
+    // SAFETY: AWAIT_DEF is static; returns a new reference or NULL with an exception.
+    let await_ = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyCFunction_NewEx(def_ptr(&AWAIT_DEF), ptr::null_mut(), name.as_ptr()),
+        )
+    }?;
+    module.add("await_", await_)?;
     Ok(())
 }

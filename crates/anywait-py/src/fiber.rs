@@ -59,11 +59,65 @@ pub(crate) enum Status {
     Dead,
 }
 
-/// What the fiber body needs to start.
-pub(crate) struct Body {
-    pub func: Py<PyAny>,
-    pub args: Py<PyTuple>,
-    pub kwargs: Option<Py<PyDict>>,
+/// What a fiber runs.
+pub(crate) enum Body {
+    /// `func(*args, **kwargs)`: the body of an `anywait.lowlevel.Fiber`.
+    Call {
+        func: Py<PyAny>,
+        args: Py<PyTuple>,
+        kwargs: Option<Py<PyDict>>,
+    },
+    /// A native loop run on the fiber (a portal's step worker). It receives the
+    /// message of the first resume and returns the fiber's final message.
+    Native(fn(Python<'_>, *mut FiberCore, Msg) -> Msg),
+}
+
+impl Body {
+    fn run(self, py: Python<'_>, core: *mut FiberCore, first: Msg) -> Msg {
+        match self {
+            Body::Call { func, args, kwargs } => {
+                // None (checked by `resume` before starting). Dropped as Bound, like
+                // every object released on these paths: a `Py` dropped where PyO3 has
+                // not counted an attach is queued for later instead of released.
+                drop(first.map(|v| v.into_bound(py)));
+                let func = func.into_bound(py);
+                let args = args.into_bound(py);
+                let kwargs = kwargs.map(|k| k.into_bound(py));
+                let result = if args.is_empty() && kwargs.is_none() {
+                    func.call0() // vectorcall: no argument tuple to unpack
+                } else {
+                    func.call(args, kwargs.as_ref())
+                };
+                result.map(Bound::unbind)
+            }
+            Body::Native(run) => run(py, core, first),
+        }
+    }
+}
+
+/// What a portal step worker reports when it hands control back (see `portal`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StepOutcome {
+    /// Parked, waiting for a step (or never ran one).
+    Idle,
+    /// The awaited object inside `await_` yielded a trap for the event loop.
+    Trap,
+    /// The step ended: the coroutine yielded this value to the loop.
+    Yielded,
+    /// The step ended: the coroutine returned this value.
+    Returned,
+    /// The step ended: the coroutine raised.
+    Raised,
+}
+
+/// The portal's side of a step worker. Only meaningful for `Body::Native` workers.
+pub(crate) struct WorkerSlot {
+    /// The coroutine the current step drives (borrowed from the portal, which holds it
+    /// for as long as the worker is bound to it); null when idle, and the request to
+    /// retire when a worker is resumed with it null.
+    pub coro: *mut ffi::PyObject,
+    /// Set by the worker before every hand-back.
+    pub outcome: StepOutcome,
 }
 
 /// A thread's identity for fibers, shared by the fibers it made.
@@ -161,6 +215,8 @@ pub(crate) struct FiberCore {
     snapshot: Option<Snapshot>,
     /// Until started.
     body: Option<Body>,
+    /// For step workers: the step they are running.
+    pub(crate) worker: WorkerSlot,
     /// The context the fiber will run in, until started (then owned by the snapshot).
     context: Option<Py<PyAny>>,
     /// Valid while the fiber runs or is suspended: set by the body on entry.
@@ -175,14 +231,19 @@ pub(crate) struct FiberCore {
 }
 
 impl FiberCore {
-    pub(crate) fn new(body: Body, context: Py<PyAny>) -> PyResult<Box<Self>> {
+    /// `context` is the contextvars context the fiber starts in (None: empty).
+    pub(crate) fn new(body: Body, context: Option<Py<PyAny>>) -> PyResult<Box<Self>> {
         ensure_fork_hook();
         Ok(Box::new(Self {
             status: Status::NotStarted,
             engine: None,
             snapshot: None,
             body: Some(body),
-            context: Some(context),
+            worker: WorkerSlot {
+                coro: ptr::null_mut(),
+                outcome: StepOutcome::Idle,
+            },
+            context,
             yielder: ptr::null(),
             resumer: ptr::null_mut(),
             pyobj: ptr::null_mut(),
@@ -196,14 +257,25 @@ impl FiberCore {
 
     /// Objects the GC may traverse: the body and context of a fiber not yet started.
     pub(crate) fn gc_referents(&self) -> impl Iterator<Item = &Py<PyAny>> {
-        let body = self.body.iter().flat_map(|b| {
-            [
-                Some(&b.func),
-                Some(b.args.as_any()),
-                b.kwargs.as_ref().map(|k| k.as_any()),
-            ]
+        let body = self.body.iter().flat_map(|b| match b {
+            Body::Call { func, args, kwargs } => [
+                Some(func),
+                Some(args.as_any()),
+                kwargs.as_ref().map(|k| k.as_any()),
+            ],
+            Body::Native(_) => [None, None, None],
         });
         body.flatten().chain(self.context.iter())
+    }
+
+    /// Gives a suspended fiber `context` (an owned reference) in place of its own, and
+    /// returns its old one (owned, possibly null): a step worker runs each new step in
+    /// the context of whoever resumes it.
+    pub(crate) fn replace_context(&mut self, context: *mut ffi::PyObject) -> *mut ffi::PyObject {
+        self.snapshot
+            .as_mut()
+            .expect("replace_context on a fiber that is not suspended")
+            .replace_context(context)
     }
 
     /// Drops the body and context of a fiber that never started (GC clear, close).
@@ -324,10 +396,6 @@ unsafe fn start(py: Python<'_>, core: *mut FiberCore) -> PyResult<()> {
     let engine = FiberEngine::new(stack, move |yielder: &Yielder<Msg, Msg>, first: Msg| {
         // SAFETY: the thread that resumed us holds the GIL.
         let py = unsafe { Python::assume_attached() };
-        // None (checked by `resume` before starting). Dropped as Bound, like every
-        // object released on these paths: a `Py` dropped where PyO3 has not counted an
-        // attach is queued for later instead of released.
-        drop(first.map(|v| v.into_bound(py)));
         // SAFETY: the core outlives its engine (it owns it). The borrow ends before any
         // Python code runs: from then on the core is reached through raw pointers by
         // `suspend`, `current` and GC traversal.
@@ -337,15 +405,7 @@ unsafe fn start(py: Python<'_>, core: *mut FiberCore) -> PyResult<()> {
             c.body.take().expect("fiber body already taken")
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let func = body.func.into_bound(py);
-            let args = body.args.into_bound(py);
-            let kwargs = body.kwargs.map(|k| k.into_bound(py));
-            let result = if args.is_empty() && kwargs.is_none() {
-                func.call0() // vectorcall: no argument tuple to unpack
-            } else {
-                func.call(args, kwargs.as_ref())
-            };
-            result.map(Bound::unbind)
+            body.run(py, body_core, first)
         }));
         result.unwrap_or_else(|_| fatal("a Rust panic reached the root of a fiber stack"))
     });
@@ -427,6 +487,11 @@ unsafe fn switch_into(
 /// Suspends the innermost running fiber, handing `value` to its resumer; returns what
 /// the next resume delivers.
 pub(crate) fn suspend(value: Py<PyAny>) -> Msg {
+    suspend_msg(Ok(value))
+}
+
+/// Like [`suspend`], handing the resumer either a value or an exception.
+pub(crate) fn suspend_msg(msg: Msg) -> Msg {
     let core = current();
     if core.is_null() {
         return Err(PyRuntimeError::new_err(
@@ -436,7 +501,7 @@ pub(crate) fn suspend(value: Py<PyAny>) -> Msg {
     // SAFETY: a running core's yielder was set by its body on entry and lives on its
     // stack until the body returns, which cannot happen while we are inside it.
     let yielder = unsafe { &*(*core).yielder };
-    yielder.suspend(Ok(value))
+    yielder.suspend(msg)
 }
 
 /// How a fiber ended after `FiberExit` was thrown in.
@@ -539,6 +604,21 @@ pub(crate) fn run_pending_kills(py: Python<'_>) {
             KillOutcome::Refused => refused_to_die(py),
         }
         drop(core);
+    }
+}
+
+/// Drops a parked step worker without running anything: its stack holds only the
+/// native worker loop, which owns nothing, so it is reset rather than unwound, and the
+/// stack goes back to the pool. Safe without the GIL: a parked worker holds no
+/// Python reference (portal invariant).
+pub(crate) fn discard_parked_worker(mut worker: Box<FiberCore>) {
+    debug_assert!(worker.worker.coro.is_null());
+    worker.snapshot = None; // no references (context taken at park), raw pointers only
+    if let Some(engine) = worker.engine.take() {
+        // SAFETY: a parked worker's stack holds the native loop suspended in
+        // `suspend_msg`, with no owned locals and no interpreter frames.
+        let stack = unsafe { engine.reset_into_stack() };
+        give_stack(stack);
     }
 }
 

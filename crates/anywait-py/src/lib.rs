@@ -6,6 +6,8 @@
 //! The public Python API is `anywait.lowlevel`, which re-exports from here.
 
 #[cfg(not(anywait_unsupported))]
+mod awaiting;
+#[cfg(not(anywait_unsupported))]
 mod errors;
 #[cfg(not(anywait_unsupported))]
 mod fastpath;
@@ -14,9 +16,13 @@ mod fiber;
 #[cfg(not(anywait_unsupported))]
 mod finalizer;
 #[cfg(not(anywait_unsupported))]
+mod portal;
+#[cfg(not(anywait_unsupported))]
 mod pyfiber;
 #[cfg(not(anywait_unsupported))]
 mod pystate;
+#[cfg(not(anywait_unsupported))]
+mod taskglue;
 
 use pyo3::prelude::*;
 
@@ -48,6 +54,10 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .map_err(PyImportError::new_err)?;
     fastpath::install(m)?;
     m.add_function(wrap_pyfunction!(pyfiber::current, m)?)?;
+    m.add_class::<portal::Portal>()?;
+    m.add_function(wrap_pyfunction!(portal::_make_portal, m)?)?;
+    m.add_function(wrap_pyfunction!(portal::_portal_in_await, m)?)?;
+    m.add_function(wrap_pyfunction!(taskglue::_swap_c_task_coro, m)?)?;
     m.add("FiberExit", py.get_type::<errors::FiberExit>())?;
     Ok(())
 }

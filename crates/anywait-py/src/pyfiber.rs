@@ -107,13 +107,13 @@ impl PyFiber {
         }
         // SAFETY: GIL held; returns a new reference or NULL with an exception set.
         let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }?;
-        let body = Body {
+        let body = Body::Call {
             func: func.clone().unbind(),
             args: args.clone().unbind(),
             kwargs: kwargs.map(|k| k.clone().unbind()),
         };
         Ok(Self {
-            core: UnsafeCell::new(Some(FiberCore::new(body, context.unbind())?)),
+            core: UnsafeCell::new(Some(FiberCore::new(body, Some(context.unbind()))?)),
         })
     }
 

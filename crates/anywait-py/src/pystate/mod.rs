@@ -174,6 +174,12 @@ impl Snapshot {
         }
     }
 
+    /// Puts `context` (owned) in place of the snapshot's context, returning the old one
+    /// (owned, possibly null).
+    pub(crate) fn replace_context(&mut self, context: *mut ffi::PyObject) -> *mut ffi::PyObject {
+        std::mem::replace(&mut self.context, context)
+    }
+
     /// Drops the references held by the snapshot of a stack that has finished (or will
     /// never run again). Frames, chunks and the trash list are not touched: a finished
     /// stack has none, and an abandoned one may still be pointed into.
@@ -295,6 +301,14 @@ pub(crate) unsafe fn swap(ts: *mut ffi::PyThreadState, install: Snapshot) -> Sna
     let ver: u64 = get!(ts, context_ver);
     set!(ts, context_ver, ver.wrapping_add(1));
     saved
+}
+
+/// The current contextvars context of this thread (borrowed; may be null before any
+/// context was used on the thread).
+pub(crate) fn current_context() -> *mut ffi::PyObject {
+    // SAFETY: no preconditions; with the GIL held this is the current state.
+    let ts = unsafe { ffi::compat::PyThreadState_GetUnchecked() };
+    get!(ts, context)
 }
 
 /// The C recursion budget for a fiber stack: CPython's default budget, which is sized

@@ -1,0 +1,132 @@
+//! `await_`: what `await x` does, from sync code running in a portal step.
+//!
+//! `await_` drives `x.__await__()` on the step's worker fiber. Each value the iterator
+//! yields is a trap for the event loop: the worker suspends with it (outcome `Trap`),
+//! the portal hands it to the loop, and the loop's answer arrives as the result of the
+//! suspend and is sent (or thrown) into the iterator, exactly as the interpreter's
+//! `yield from` would. Because the awaited code runs on the same fiber, it may itself
+//! call sync code that calls `await_`: nesting needs nothing more.
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use crate::fiber::{self, Msg, StepOutcome};
+use crate::portal::{self, Thrown};
+
+const NO_PORTAL: &str = "await_() needs a portal: call `await anywait.ensure_portal()` in this \
+     task first, start the program with anywait.run(), or run this code under \
+     anywait.with_portal_run()";
+
+/// The iterator that `await obj` would drive, with the interpreter's own errors for
+/// objects that cannot be awaited.
+pub(crate) fn awaitable_iter<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
+    // SAFETY: type checks on a live object.
+    if unsafe { ffi::PyCoro_CheckExact(obj.as_ptr()) } != 0 {
+        return Ok(obj.clone());
+    }
+    // Generators decorated with types.coroutine are awaitable as they are.
+    // SAFETY: as above.
+    if unsafe { ffi::PyGen_CheckExact(obj.as_ptr()) } != 0 {
+        let flags: i64 = obj.getattr("gi_code")?.getattr("co_flags")?.extract()?;
+        const CO_ITERABLE_COROUTINE: i64 = 0x100;
+        if flags & CO_ITERABLE_COROUTINE != 0 {
+            return Ok(obj.clone());
+        }
+    }
+    let ty = obj.get_type();
+    // SAFETY: reading the type's slot table of a live type object.
+    let am_await = unsafe {
+        let slots = (*ty.as_type_ptr()).tp_as_async;
+        if slots.is_null() {
+            None
+        } else {
+            (*slots).am_await
+        }
+    };
+    let Some(am_await) = am_await else {
+        return Err(PyTypeError::new_err(not_awaitable_message(
+            &ty.name()?.to_string(),
+        )));
+    };
+    // SAFETY: calling the type's own am_await slot on an instance; new reference or
+    // NULL with an exception set.
+    let it = unsafe { Bound::from_owned_ptr_or_err(py, am_await(obj.as_ptr())) }?;
+    // SAFETY: type checks on a live object.
+    let is_coroutine = unsafe { ffi::PyCoro_CheckExact(it.as_ptr()) } != 0;
+    if is_coroutine {
+        return Err(PyTypeError::new_err("__await__() returned a coroutine"));
+    }
+    // SAFETY: as above.
+    if unsafe { ffi::PyIter_Check(it.as_ptr()) } == 0 {
+        return Err(PyTypeError::new_err(format!(
+            "__await__() returned non-iterator of type '{}'",
+            it.get_type().name()?
+        )));
+    }
+    Ok(it)
+}
+
+#[cfg(Py_3_14)]
+fn not_awaitable_message(type_name: &str) -> String {
+    format!("'{type_name}' object can't be awaited")
+}
+
+#[cfg(not(Py_3_14))]
+fn not_awaitable_message(type_name: &str) -> String {
+    format!("object {type_name} can't be used in 'await' expression")
+}
+
+/// `await_(aw)`: see the module docs and the stub.
+pub(crate) fn await_(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    if !portal::in_portal_step() {
+        close_if_coroutine(aw);
+        return Err(PyRuntimeError::new_err(NO_PORTAL));
+    }
+    let it = match awaitable_iter(aw) {
+        Ok(it) => it,
+        Err(err) => {
+            close_if_coroutine(aw);
+            return Err(err);
+        }
+    };
+    let core = fiber::current();
+    let mut msg: Msg = Ok(py.None());
+    loop {
+        let trap = match msg {
+            Ok(value) => {
+                let value = value.into_bound(py);
+                let mut out: *mut ffi::PyObject = std::ptr::null_mut();
+                // SAFETY: GIL held; live objects; `out` receives a new reference.
+                let status = unsafe { ffi::PyIter_Send(it.as_ptr(), value.as_ptr(), &mut out) };
+                match status {
+                    // SAFETY: on NEXT `out` is a new reference.
+                    ffi::PySendResult::PYGEN_NEXT => unsafe { Bound::from_owned_ptr(py, out) },
+                    ffi::PySendResult::PYGEN_RETURN => {
+                        // SAFETY: on RETURN `out` is a new reference.
+                        return Ok(unsafe { Bound::from_owned_ptr(py, out).unbind() });
+                    }
+                    ffi::PySendResult::PYGEN_ERROR => return Err(PyErr::fetch(py)),
+                }
+            }
+            Err(exc) => match portal::throw_into(py, &it, exc) {
+                Thrown::Yielded(trap) => trap.into_bound(py),
+                Thrown::Returned(value) => return Ok(value),
+                Thrown::Raised(err) => return Err(err),
+            },
+        };
+        // SAFETY: `core` is the running worker (checked above: we are in its step).
+        unsafe { (*core).worker.outcome = StepOutcome::Trap };
+        msg = fiber::suspend_msg(Ok(trap.unbind()));
+    }
+}
+
+/// A coroutine handed to a failing `await_` is closed, as the interpreter would leave
+/// it: no "coroutine was never awaited" warning for an error we already reported.
+fn close_if_coroutine(aw: &Bound<'_, PyAny>) {
+    // SAFETY: a type check on a live object.
+    if unsafe { ffi::PyCoro_CheckExact(aw.as_ptr()) } != 0 {
+        let _ = aw.call_method0("close");
+    }
+}

@@ -1,0 +1,430 @@
+//! Portals: run each step of a coroutine on a fiber, so sync code inside it can
+//! `await_`.
+//!
+//! A `Portal` wraps a task's coroutine and stands in for it towards the event loop:
+//! the loop calls `send`/`throw` on the portal exactly as it would on the coroutine.
+//! Each call is one *step*. The portal runs the step on a *step worker*: a fiber whose
+//! native body is a loop ("receive a step, run `coro.send`/`coro.throw`, hand back
+//! the result"). If code inside the step calls `await_(aw)`, `await_` drives
+//! `aw.__await__()` on the worker itself and forwards each trap it yields out through
+//! the portal to the loop (the step is then *open* and the worker stays bound to the
+//! portal); the loop's answer comes back in through the next `send`/`throw`.
+//!
+//! ```text
+//!  event loop ── send(v) ──▶ Portal ── resume(v) ──▶ worker: coro.send(v)
+//!                                                       └─ sync code ─ await_(aw)
+//!                                                                        └─ aw yields trap
+//!  event loop ◀── trap ───── Portal ◀── Trap ───────── suspend(trap)
+//! ```
+//!
+//! Invariants:
+//! * A worker is bound to a portal only while one of its steps is open; otherwise it
+//!   is parked in this thread's idle list with no context and no frames, so a step
+//!   that never calls `await_` costs one switch round trip and holds no stack after.
+//! * Each new step takes on the context of the code that resumed the portal (the
+//!   loop runs steps inside the task's context), and an open step keeps its own.
+//! * `WorkerSlot::coro` is borrowed from the portal that is running the step; it is
+//!   null whenever the worker is idle.
+
+use std::cell::{RefCell, UnsafeCell};
+use std::ptr;
+
+use pyo3::exceptions::{PyGeneratorExit, PyRuntimeError, PyStopIteration, PyValueError};
+use pyo3::prelude::*;
+use pyo3::{ffi, PyTraverseError, PyVisit};
+
+use crate::fiber::{self, Body, FiberCore, Msg, StepOutcome};
+use crate::pystate;
+
+/// Idle workers kept per thread; more are retired when their step ends.
+const IDLE_CAP: usize = 8;
+
+thread_local! {
+    /// Parked step workers of this thread (no context, no frames: see module docs).
+    static IDLE: RefCell<IdleWorkers> = const { RefCell::new(IdleWorkers(Vec::new())) };
+}
+
+/// Boxed: a worker's address is captured by its fiber body and must not move.
+#[allow(clippy::vec_box)]
+struct IdleWorkers(Vec<Box<FiberCore>>);
+
+impl Drop for IdleWorkers {
+    fn drop(&mut self) {
+        // The thread is exiting: no Python code can run. A parked worker's stack holds
+        // only the native loop with nothing to drop, so it is reset, not unwound.
+        for worker in self.0.drain(..) {
+            fiber::discard_parked_worker(worker);
+        }
+    }
+}
+
+extern "C" {
+    /// Exported by every supported CPython: raises StopIteration(value) the way a
+    /// returning coroutine does (wrapping tuples and exceptions correctly).
+    fn _PyGen_SetStopIterationValue(value: *mut ffi::PyObject) -> std::ffi::c_int;
+}
+
+/// A coroutine whose steps run on fibers, so that `anywait.await_` works inside it.
+#[pyclass(module = "anywait", name = "Portal", frozen, weakref)]
+pub(crate) struct Portal {
+    coro: Py<PyAny>,
+    state: UnsafeCell<PortalState>,
+}
+
+struct PortalState {
+    /// The worker of the open step, if a step is open.
+    worker: Option<Box<FiberCore>>,
+    /// True while a step runs (re-entrant send is an error, as for coroutines).
+    running: bool,
+}
+
+// SAFETY: all access to `state` happens with the GIL held; a bound worker is only ever
+// resumed on its own thread (FiberCore::resume checks).
+unsafe impl Send for Portal {}
+// SAFETY: as above.
+unsafe impl Sync for Portal {}
+
+impl Portal {
+    pub(crate) fn wrap(coro: Py<PyAny>) -> Self {
+        Self {
+            coro,
+            state: UnsafeCell::new(PortalState {
+                worker: None,
+                running: false,
+            }),
+        }
+    }
+
+    /// Runs one step (or continues the open one) with `msg`; returns what the step
+    /// yields to the loop, or raises StopIteration(value) when the coroutine returns.
+    fn step(&self, py: Python<'_>, msg: Msg) -> Msg {
+        // SAFETY: GIL held; no other reference to the state is live (re-entry is
+        // refused below before anything is touched).
+        let state = unsafe { &mut *self.state.get() };
+        if state.running {
+            return Err(PyValueError::new_err("portal already executing"));
+        }
+        let mut worker = match state.worker.take() {
+            Some(worker) => worker,
+            None => self.begin_step(py)?,
+        };
+        state.running = true;
+        let raw: *mut FiberCore = &mut *worker;
+        // SAFETY: the worker is ours, parked or bound, on this thread (checked inside);
+        // it has no Python object.
+        let result = unsafe { fiber::resume(py, raw, ptr::null_mut(), msg) };
+        // SAFETY: GIL held; the step's code is done touching the state.
+        let state = unsafe { &mut *self.state.get() };
+        state.running = false;
+        match worker.worker.outcome {
+            StepOutcome::Trap => {
+                state.worker = Some(worker);
+                result
+            }
+            StepOutcome::Yielded | StepOutcome::Raised => {
+                end_step(py, worker);
+                result
+            }
+            StepOutcome::Returned => {
+                end_step(py, worker);
+                let value = result?.into_bound(py);
+                // SAFETY: GIL held; sets StopIteration(value) as a coroutine would.
+                unsafe { _PyGen_SetStopIterationValue(value.as_ptr()) };
+                Err(PyErr::fetch(py))
+            }
+            StepOutcome::Idle => fiber::fatal("a portal step worker stopped without an outcome"),
+        }
+    }
+
+    /// Takes a parked worker and points it at this portal's coroutine and at the
+    /// caller's context.
+    fn begin_step(&self, py: Python<'_>) -> PyResult<Box<FiberCore>> {
+        let mut worker = match IDLE.with(|idle| idle.borrow_mut().0.pop()) {
+            Some(worker) => worker,
+            None => new_worker(py)?,
+        };
+        worker.worker.coro = self.coro.as_ptr();
+        let context = pystate::current_context();
+        // SAFETY: GIL held; we hand the worker its own reference.
+        unsafe { ffi::Py_XINCREF(context) };
+        // The parked worker holds no context (end_step took it).
+        let old = worker.replace_context(context);
+        debug_assert!(old.is_null());
+        Ok(worker)
+    }
+
+    /// Whether a step is open (the coroutine is blocked inside `await_`).
+    pub(crate) fn in_await(&self) -> bool {
+        // SAFETY: GIL held (a read).
+        unsafe { (*self.state.get()).worker.is_some() }
+    }
+}
+
+/// A new worker, parked and ready for its first step.
+fn new_worker(py: Python<'_>) -> PyResult<Box<FiberCore>> {
+    let mut worker = FiberCore::new(Body::Native(worker_main), None)?;
+    let raw: *mut FiberCore = &mut *worker;
+    // SAFETY: a fresh core on this thread without a Python object; the first resume
+    // runs `worker_main` up to its first park.
+    unsafe { fiber::resume(py, raw, ptr::null_mut(), Ok(py.None())) }?;
+    debug_assert_eq!(worker.worker.outcome, StepOutcome::Idle);
+    Ok(worker)
+}
+
+/// Parks (or retires) the worker of a step that has ended.
+fn end_step(py: Python<'_>, mut worker: Box<FiberCore>) {
+    worker.worker.coro = ptr::null_mut();
+    worker.worker.outcome = StepOutcome::Idle;
+    // A parked worker holds no context (module invariant).
+    let context = worker.replace_context(ptr::null_mut());
+    // SAFETY: GIL held; the reference was the worker's.
+    unsafe { ffi::Py_XDECREF(context) };
+    let parked = IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        if idle.0.len() < IDLE_CAP {
+            idle.0.push(worker);
+            None
+        } else {
+            Some(worker)
+        }
+    });
+    if let Some(worker) = parked {
+        retire(py, worker);
+    }
+}
+
+/// Ends a parked worker's loop and gives its stack back.
+fn retire(py: Python<'_>, mut worker: Box<FiberCore>) {
+    let raw: *mut FiberCore = &mut *worker;
+    // SAFETY: parked worker on this thread; a null `coro` asks its loop to return.
+    let _ = unsafe { fiber::resume(py, raw, ptr::null_mut(), Ok(py.None())) };
+}
+
+/// The native body of a step worker (see module docs).
+fn worker_main(py: Python<'_>, core: *mut FiberCore, first: Msg) -> Msg {
+    drop(first.map(|v| v.into_bound(py)));
+    // SAFETY: the core owns this fiber and outlives it; this and the other derefs of
+    // `core` below are short field accesses with no other reference live.
+    unsafe { (*core).worker.outcome = StepOutcome::Idle };
+    let mut msg = fiber::suspend_msg(Ok(py.None()));
+    loop {
+        // SAFETY: as above.
+        let coro = unsafe { (*core).worker.coro };
+        if coro.is_null() {
+            drop(msg.map(|v| v.into_bound(py)));
+            return Ok(py.None());
+        }
+        // SAFETY: `coro` is held by the portal running this step.
+        let coro = unsafe { Bound::from_borrowed_ptr(py, coro) };
+        let (outcome, result) = run_step(py, &coro, msg);
+        drop(coro);
+        // SAFETY: as above.
+        unsafe { (*core).worker.outcome = outcome };
+        msg = fiber::suspend_msg(result);
+    }
+}
+
+/// One step of `coro`: `send(value)` or `throw(exc)`.
+fn run_step(py: Python<'_>, coro: &Bound<'_, PyAny>, msg: Msg) -> (StepOutcome, Msg) {
+    match msg {
+        Ok(value) => {
+            let value = value.into_bound(py);
+            let mut out: *mut ffi::PyObject = ptr::null_mut();
+            // SAFETY: GIL held; both objects are alive; `out` receives a new reference.
+            let status = unsafe { ffi::PyIter_Send(coro.as_ptr(), value.as_ptr(), &mut out) };
+            match status {
+                // SAFETY: on NEXT/RETURN `out` is a new reference.
+                ffi::PySendResult::PYGEN_NEXT => (
+                    StepOutcome::Yielded,
+                    Ok(unsafe { Bound::from_owned_ptr(py, out).unbind() }),
+                ),
+                // SAFETY: as above.
+                ffi::PySendResult::PYGEN_RETURN => (
+                    StepOutcome::Returned,
+                    Ok(unsafe { Bound::from_owned_ptr(py, out).unbind() }),
+                ),
+                ffi::PySendResult::PYGEN_ERROR => (StepOutcome::Raised, Err(PyErr::fetch(py))),
+            }
+        }
+        Err(exc) => match throw_into(py, coro, exc) {
+            Thrown::Yielded(v) => (StepOutcome::Yielded, Ok(v)),
+            Thrown::Returned(v) => (StepOutcome::Returned, Ok(v)),
+            Thrown::Raised(e) => (StepOutcome::Raised, Err(e)),
+        },
+    }
+}
+
+pub(crate) enum Thrown {
+    Yielded(Py<PyAny>),
+    Returned(Py<PyAny>),
+    Raised(PyErr),
+}
+
+/// `it.throw(exc)` with `yield from` semantics: an iterator without `throw` gets the
+/// exception raised at the delegation point; GeneratorExit closes it first.
+pub(crate) fn throw_into(py: Python<'_>, it: &Bound<'_, PyAny>, exc: PyErr) -> Thrown {
+    if exc.is_instance_of::<PyGeneratorExit>(py) {
+        if let Ok(close) = it.getattr("close") {
+            if let Err(err) = close.call0() {
+                return Thrown::Raised(err);
+            }
+        }
+        return Thrown::Raised(exc);
+    }
+    let Ok(throw) = it.getattr("throw") else {
+        return Thrown::Raised(exc);
+    };
+    match throw.call1((exc.into_value(py),)) {
+        Ok(v) => Thrown::Yielded(v.unbind()),
+        Err(err) if err.is_instance_of::<PyStopIteration>(py) => {
+            let value = err.value(py).getattr("value").map(Bound::unbind);
+            match value {
+                Ok(v) => Thrown::Returned(v),
+                Err(e) => Thrown::Raised(e),
+            }
+        }
+        Err(err) => Thrown::Raised(err),
+    }
+}
+
+#[pymethods]
+impl Portal {
+    #[new]
+    fn new(coro: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Self::wrap(crate::awaiting::awaitable_iter(coro)?.unbind()))
+    }
+
+    /// The wrapped coroutine.
+    #[getter]
+    fn coro(&self, py: Python<'_>) -> Py<PyAny> {
+        self.coro.clone_ref(py)
+    }
+
+    fn send(&self, py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        self.step(py, Ok(value))
+    }
+
+    #[pyo3(signature = (exc, value = None, traceback = None))]
+    fn throw(
+        &self,
+        py: Python<'_>,
+        exc: &Bound<'_, PyAny>,
+        value: Option<&Bound<'_, PyAny>>,
+        traceback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let err = match value {
+            Some(v) if !v.is_none() => PyErr::from_value(v.clone()),
+            _ => PyErr::from_value(exc.clone()),
+        };
+        if let Some(tb) = traceback.filter(|tb| !tb.is_none()) {
+            err.value(py).setattr("__traceback__", tb)?;
+        }
+        self.step(py, Err(err))
+    }
+
+    /// Raise GeneratorExit inside the coroutine (at its `await_`, if one is open).
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        // SAFETY: GIL held (a read).
+        let running = unsafe { (*self.state.get()).running };
+        if running {
+            return Err(PyValueError::new_err("portal already executing"));
+        }
+        // Through a step, so that code in `finally` blocks may still `await_`.
+        match self.step(py, Err(PyGeneratorExit::new_err(()))) {
+            Ok(_) => Err(PyRuntimeError::new_err("coroutine ignored GeneratorExit")),
+            Err(e)
+                if e.is_instance_of::<PyGeneratorExit>(py)
+                    || e.is_instance_of::<PyStopIteration>(py) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.step(py, Ok(py.None()))
+    }
+
+    #[getter]
+    fn cr_frame(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        forward(self.coro.bind(py), &["cr_frame", "gi_frame"])
+    }
+
+    #[getter]
+    fn cr_await(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        forward(self.coro.bind(py), &["cr_await", "gi_yieldfrom"])
+    }
+
+    #[getter]
+    fn cr_code(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        forward(self.coro.bind(py), &["cr_code", "gi_code"])
+    }
+
+    #[getter]
+    fn cr_running(&self, py: Python<'_>) -> PyResult<bool> {
+        // SAFETY: GIL held (a read).
+        let running = unsafe { (*self.state.get()).running };
+        Ok(running
+            || forward(self.coro.bind(py), &["cr_running", "gi_running"])?
+                .bind(py)
+                .is_truthy()?)
+    }
+
+    #[getter]
+    fn __name__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        forward(self.coro.bind(py), &["__name__"])
+    }
+
+    #[getter]
+    fn __qualname__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        forward(self.coro.bind(py), &["__qualname__"])
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "<anywait.Portal for {}>",
+            self.coro.bind(py).repr()?
+        ))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.coro)
+    }
+}
+
+fn forward(coro: &Bound<'_, PyAny>, names: &[&str]) -> PyResult<Py<PyAny>> {
+    for name in names {
+        if let Ok(v) = coro.getattr(*name) {
+            return Ok(v.unbind());
+        }
+    }
+    Ok(coro.py().None())
+}
+
+/// The portal whose step is running on this fiber, if any: `await_` needs one.
+pub(crate) fn in_portal_step() -> bool {
+    let core = fiber::current();
+    // SAFETY: CURRENT holds only live running cores (fiber module invariant).
+    !core.is_null() && unsafe { !(*core).worker.coro.is_null() }
+}
+
+/// Wraps a coroutine in a portal (used by loop glue written in Python).
+#[pyfunction]
+pub(crate) fn _make_portal(py: Python<'_>, coro: &Bound<'_, PyAny>) -> PyResult<Py<Portal>> {
+    Py::new(py, Portal::new(coro)?)
+}
+
+/// Whether `obj` is a portal with a step blocked inside `await_`.
+#[pyfunction]
+pub(crate) fn _portal_in_await(obj: &Bound<'_, PyAny>) -> bool {
+    obj.cast::<Portal>().is_ok_and(|p| p.get().in_await())
+}
