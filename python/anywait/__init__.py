@@ -1,12 +1,34 @@
 """anywait: await any awaitable from plain synchronous code.
 
-The portal API (``await_``, ``ensure_portal``, ...) is being built; today the package
-provides the fiber engine underneath it, in :mod:`anywait.lowlevel`.
+Sync code called (at any depth) from an async task calls ``anywait.await_(aw)`` and
+gets exactly what ``await aw`` would have given, on the event loop that is already
+running. The task needs a portal first: ``await anywait.ensure_portal()``, or run the
+program with ``anywait.run(main)``. The fiber engine underneath is
+:mod:`anywait.lowlevel`.
 """
 
 from anywait._support import check_interpreter
 
 check_interpreter()
 
+from anywait._api import (  # noqa: E402
+    await_,
+    bestow_portal,
+    ensure_portal,
+    has_portal,
+    run,
+    with_portal_run,
+    with_portal_run_sync,
+)
+
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = [
+    "__version__",
+    "await_",
+    "bestow_portal",
+    "ensure_portal",
+    "has_portal",
+    "run",
+    "with_portal_run",
+    "with_portal_run_sync",
+]

@@ -1,0 +1,129 @@
+"""anywait's public API (re-exported by ``anywait``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+from anywait import _glue
+from anywait._anywait import Portal, _make_portal, await_
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+__all__ = [
+    "await_",
+    "bestow_portal",
+    "ensure_portal",
+    "has_portal",
+    "run",
+    "with_portal_run",
+    "with_portal_run_sync",
+]
+
+
+async def ensure_portal() -> None:
+    """Give the current task a portal, so that sync code it calls may use `await_`.
+
+    If the task has no portal yet, this installs one and yields to the event loop once
+    (a checkpoint), because only the task's next step can run inside the portal. With a
+    portal already present it returns at once.
+    """
+    task, backend = _glue.current_task()
+    if _glue.install_portal(task, backend):
+        await _glue.checkpoint(backend)
+
+
+def has_portal(task: Any = None) -> bool:
+    """Whether ``task`` (default: the current task) has a portal."""
+    if task is None:
+        task, backend = _glue.current_task()
+    else:
+        backend = _glue.backend_of(task)
+    return isinstance(_glue.task_coro(task, backend), Portal)
+
+
+def bestow_portal(task: Any) -> None:
+    """Give another task a portal, effective from its next step.
+
+    Raises RuntimeError for a finished task, or for the current task (which must use
+    ``await ensure_portal()``, since its running step cannot move into a portal).
+    """
+    backend = _glue.backend_of(task)
+    if _glue.task_finished(task, backend):
+        raise RuntimeError(f"cannot give a portal to {task!r}: it has finished")
+    try:
+        current, _ = _glue.current_task()
+    except RuntimeError:
+        current = None
+    if current is task:
+        raise RuntimeError("a task cannot bestow a portal on itself; use `await ensure_portal()`")
+    _glue.install_portal(task, backend)
+
+
+async def with_portal_run(
+    async_fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """Run ``await async_fn(*args, **kwargs)`` inside a portal of its own, so that sync
+    code it calls may use `await_`; the task itself needs no portal."""
+    result: T = await _make_portal(async_fn(*args, **kwargs))
+    return result
+
+
+async def with_portal_run_sync(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Call the sync function ``fn(*args, **kwargs)`` inside a portal, so that it (and
+    anything it calls) may use `await_`."""
+
+    async def call() -> T:
+        return fn(*args, **kwargs)
+
+    result: T = await _make_portal(call())
+    return result
+
+
+def run(
+    main: Callable[..., Coroutine[Any, Any, T]],
+    *args: Any,
+    backend: str = "asyncio",
+    **run_kwargs: Any,
+) -> T:
+    """Run ``main(*args)`` on a new event loop with a portal under every task, so that
+    `await_` works anywhere in the program without `ensure_portal`.
+
+    ``backend`` is ``"asyncio"`` (keyword arguments go to ``asyncio.Runner``, e.g.
+    ``loop_factory=uvloop.new_event_loop``) or ``"trio"`` (keyword arguments go to
+    ``trio.run``).
+    """
+    if backend == "asyncio":
+        with asyncio.Runner(**run_kwargs) as runner:
+            loop = runner.get_loop()
+            loop.set_task_factory(_portal_task_factory(loop.get_task_factory()))
+            return runner.run(main(*args))
+    if backend == "trio":
+        import trio
+
+        instruments = [*run_kwargs.pop("instruments", ()), _PortalInstrument()]
+        result: T = trio.run(main, *args, instruments=instruments, **run_kwargs)
+        return result
+    raise ValueError(f"unknown backend {backend!r}: use 'asyncio' or 'trio'")
+
+
+def _portal_task_factory(previous: Any) -> Callable[..., asyncio.Task[Any]]:
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        if not isinstance(coro, Portal):
+            coro = _make_portal(coro)
+        if previous is not None:
+            task: asyncio.Task[Any] = previous(loop, coro, **kwargs)
+            return task
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    return factory
+
+
+class _PortalInstrument:
+    """Trio instrument giving every new task a portal before its first step."""
+
+    def task_spawned(self, task: Any) -> None:
+        _glue.install_portal(task, "trio")
+

@@ -1,0 +1,92 @@
+"""Loop glue: find the running task, and put a portal under it.
+
+The event loop drives a task by calling ``send``/``throw`` on the task's coroutine. To
+give a task a portal we replace that coroutine with a :class:`Portal` wrapping it:
+
+* Trio: ``task.coro`` is a plain attribute. The run loop binds ``task.coro.send`` each
+  time it reschedules the task, so the portal takes over from the next step.
+* asyncio, pure-Python ``Task``: ``task._coro`` is read on every step.
+* asyncio, C ``Task`` (also what uvloop uses): the coroutine lives in a private struct
+  field; ``_swap_c_task_coro`` locates it at run time and replaces it (see
+  ``crates/anywait-py/src/taskglue.rs``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import sys
+from typing import Any, Literal
+
+from anywait._anywait import Portal, _make_portal, _swap_c_task_coro
+
+Backend = Literal["asyncio", "trio"]
+
+collections.abc.Coroutine.register(Portal)
+
+NOT_IN_TASK = (
+    "this must be called from a task of a running event loop (asyncio, uvloop or Trio); "
+    "there is none on this thread"
+)
+
+
+def current_task() -> tuple[Any, Backend]:
+    """The task running on this thread and its event-loop family."""
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            return trio.lowlevel.current_task(), "trio"
+        except RuntimeError:
+            pass
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    if task is None:
+        raise RuntimeError(NOT_IN_TASK)
+    return task, "asyncio"
+
+
+def backend_of(task: Any) -> Backend:
+    if isinstance(task, asyncio.Task):
+        return "asyncio"
+    trio = sys.modules.get("trio")
+    if trio is not None and isinstance(task, trio.lowlevel.Task):
+        return "trio"
+    raise TypeError(f"expected an asyncio or Trio task, got {type(task).__name__}")
+
+
+def task_coro(task: Any, backend: Backend) -> Any:
+    return task.coro if backend == "trio" else task.get_coro()
+
+
+def task_finished(task: Any, backend: Backend) -> bool:
+    if backend == "asyncio":
+        return bool(task.done())
+    coro = task.coro
+    return getattr(coro, "cr_frame", None) is None
+
+
+def install_portal(task: Any, backend: Backend) -> bool:
+    """Give ``task`` a portal unless it has one; True if one was installed."""
+    coro = task_coro(task, backend)
+    if isinstance(coro, Portal):
+        return False
+    portal = _make_portal(coro)
+    if backend == "trio":
+        task.coro = portal
+    elif isinstance(task, asyncio.tasks._PyTask):
+        task._coro = portal
+    else:
+        _swap_c_task_coro(task, coro, portal)
+    return True
+
+
+async def checkpoint(backend: Backend) -> None:
+    """Yield to the event loop once, so that the task's next step runs in its portal."""
+    if backend == "trio":
+        import trio
+
+        await trio.lowlevel.cancel_shielded_checkpoint()
+    else:
+        await asyncio.sleep(0)
