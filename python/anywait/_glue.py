@@ -43,6 +43,15 @@ def current_task() -> tuple[Any, Backend]:
     except RuntimeError:
         task = None
     if task is None:
+        # 3.14's C current_task() does not see pure-Python Tasks, which record
+        # themselves only in the Python-side table.
+        py_current_task = getattr(asyncio.tasks, "_py_current_task", None)
+        if py_current_task is not None:
+            try:
+                task = py_current_task()
+            except RuntimeError:
+                task = None
+    if task is None:
         raise RuntimeError(NOT_IN_TASK)
     return task, "asyncio"
 
