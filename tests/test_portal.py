@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import sys
 import threading
 import traceback
 from collections.abc import Awaitable, Callable
@@ -22,7 +21,10 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def both(backend: str, scenario: Callable[[Callable[[Awaitable[Any]], Awaitable[Any]]], Awaitable[Any]]) -> tuple[Any, Any]:
+Wait = Callable[[Awaitable[Any]], Awaitable[Any]]
+
+
+def both(backend: str, scenario: Callable[[Wait], Awaitable[Any]]) -> tuple[Any, Any]:
     """Run ``scenario(wait)`` twice: with ``wait`` awaiting natively, and with ``wait``
     calling sync code that uses await_ (after ensure_portal)."""
 
@@ -420,4 +422,3 @@ def test_keyboard_interrupt_propagates_out_of_await_(backend: str) -> None:
         return "missed"
 
     assert both(backend, scenario) == ("caught", "caught")
-

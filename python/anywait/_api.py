@@ -126,4 +126,3 @@ class _PortalInstrument:
 
     def task_spawned(self, task: Any) -> None:
         _glue.install_portal(task, "trio")
-

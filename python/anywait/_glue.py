@@ -24,6 +24,9 @@ Backend = Literal["asyncio", "trio"]
 
 collections.abc.Coroutine.register(Portal)
 
+#: The pure-Python Task class, which keeps its coroutine in a plain attribute.
+_PY_TASK: Any = getattr(asyncio.tasks, "_PyTask", type(None))
+
 NOT_IN_TASK = (
     "this must be called from a task of a running event loop (asyncio, uvloop or Trio); "
     "there is none on this thread"
@@ -84,7 +87,7 @@ def install_portal(task: Any, backend: Backend) -> bool:
     portal = _make_portal(coro)
     if backend == "trio":
         task.coro = portal
-    elif isinstance(task, asyncio.tasks._PyTask):
+    elif isinstance(task, _PY_TASK):
         task._coro = portal
     else:
         _swap_c_task_coro(task, coro, portal)
