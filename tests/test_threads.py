@@ -5,10 +5,10 @@ What happens to a suspended fiber whose object is dropped on a thread other than
 (observed with the engine at the time of writing, checked by the scenarios):
 
 * while its thread lives, it is queued for that thread and unwound there (FiberExit,
-  finally blocks) when the thread next *starts* a fiber (resuming an existing one does
-  not do it); never on the dropping thread;
-* if its thread exits before starting another fiber, it is never unwound: its code never
-  runs again, and nothing crashes;
+  finally blocks) at the thread's next fiber operation (starting or resuming any
+  fiber); never on the dropping thread;
+* if its thread exits before another fiber operation, it is never unwound: its code
+  never runs again, and nothing crashes;
 * a fiber whose thread has died is cleaned without running any of its code.
 """
 

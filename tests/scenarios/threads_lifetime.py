@@ -72,6 +72,8 @@ def dropped_on_another_thread_while_owner_lives():
     print("unwound before the owner did more fiber work:", before_more_work)
     print("unwound after the owner resumed an existing fiber:", after_a_resume)
     print("unwound after the owner started a new fiber:", log == owner_ident)
+    assert not before_more_work, "unwound before the owner did any fiber work"
+    assert after_a_resume, "not unwound when the owner resumed a fiber"
     assert log == owner_ident, (log, owner_ident)
 
 

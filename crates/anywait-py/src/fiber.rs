@@ -343,6 +343,9 @@ pub(crate) unsafe fn resume(
     pyobj: *mut ffi::PyObject,
     msg: Msg,
 ) -> Msg {
+    // Fibers whose objects died on other threads are unwound at this thread's next
+    // fiber operation (cheap when there are none: a thread-local and an atomic load).
+    run_pending_kills(py);
     // SAFETY: live core (caller); no other reference to it is active here.
     let c = unsafe { &mut *core };
     if !c.on_owner_thread() {
@@ -387,7 +390,6 @@ pub(crate) unsafe fn resume(
 /// # Safety
 /// `core` is live, not started, and owned by this thread.
 unsafe fn start(py: Python<'_>, core: *mut FiberCore) -> PyResult<()> {
-    run_pending_kills(py);
     let stack = take_stack()?;
     // SAFETY: live core; nothing else references it during this call.
     let c = unsafe { &mut *core };
