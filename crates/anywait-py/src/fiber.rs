@@ -375,7 +375,7 @@ pub(crate) unsafe fn resume(
                 ));
             }
             // SAFETY: forwarded contract.
-            unsafe { start(py, core)? };
+            unsafe { start(core)? };
             // SAFETY: as above.
             return unsafe { switch_into(py, core, pyobj, Ok(value)) };
         }
