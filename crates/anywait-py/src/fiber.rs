@@ -389,7 +389,7 @@ pub(crate) unsafe fn resume(
 ///
 /// # Safety
 /// `core` is live, not started, and owned by this thread.
-unsafe fn start(py: Python<'_>, core: *mut FiberCore) -> PyResult<()> {
+unsafe fn start(core: *mut FiberCore) -> PyResult<()> {
     let stack = take_stack()?;
     // SAFETY: live core; nothing else references it during this call.
     let c = unsafe { &mut *core };
