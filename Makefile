@@ -1,0 +1,38 @@
+# anywait - build, test and run targets. Every target is a thin wrapper around tools/ci.sh,
+# which CI (.ci/run) runs too; `make help` lists them. Knobs: PY=<version|interpreter|suite>,
+# PROFILE=dev|release (test builds), ANYWAIT_CACHE (venvs, cargo target dirs; default
+# /var/tmp/anywait-cache), ANYWAIT_CHROOTS (default /var/tmp/anywait-interpreters).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CI_SH := bash tools/ci.sh
+export PY PROFILE ANYWAIT_CACHE ANYWAIT_CHROOTS PYTEST_ARGS BENCH_ARGS
+
+.PHONY: help demo test lint test-host test-chroots bench clean distclean
+
+help: ## list the targets
+	@echo "usage: make TARGET [PY=...] [PROFILE=dev|release]"
+	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+demo: ## install anywait (release build) into a venv and run examples/demo.py
+	@$(CI_SH) demo
+
+test: ## the whole suite: lint, pytest on the pyenv and the chroot interpreters (what CI runs)
+	@$(CI_SH) test
+
+lint: ## cargo fmt + clippy, cargo test -p anywait-fiber, ruff check + format, mypy
+	@$(CI_SH) lint
+
+test-host: ## pytest on pyenv 3.11.7, 3.12.1, 3.13.0 (PY=3.12.1 for one)
+	@$(CI_SH) test-host
+
+test-chroots: ## pytest on Debian's 3.11d, 3.13, 3.13d, 3.14, 3.14d (PY=python3.14d or PY=trixie)
+	@$(CI_SH) test-chroots
+
+bench: ## release build into a venv with the bench extra, run benches/bench_fiber.py (BENCH_ARGS=--quick)
+	@$(CI_SH) bench
+
+clean: ## delete venvs, cargo target dirs and built extensions (keeps the chroots)
+	@$(CI_SH) clean
+
+distclean: ## clean, and delete the chroots too (the next test run sets them up again)
+	@$(CI_SH) distclean

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# ci.sh - what the Makefile runs. One process per command, so one summary per run:
+#
+#   tools/ci.sh test          lint + test-host + test-chroots (the whole suite; `make test`, .ci/run)
+#   tools/ci.sh lint          cargo fmt/clippy, cargo test -p anywait-fiber, ruff check/format, mypy
+#   tools/ci.sh test-host     pytest on the pyenv interpreters (PY=3.12.1 picks one)
+#   tools/ci.sh test-chroots  pytest on the Debian interpreters in chroots (PY=python3.14d or PY=trixie)
+#   tools/ci.sh demo          release build into a venv, run examples/demo.py
+#   tools/ci.sh bench         release build into a venv with the `bench` extra, run $BENCH $BENCH_ARGS
+#   tools/ci.sh clean         delete $ANYWAIT_CACHE and the repository's build output
+#   tools/ci.sh distclean     clean, and delete the chroots too (the next test run rebuilds them)
+#
+# A failing step never stops the run: every target is reported and the closing line is
+# "N passed, N failed, N skipped"; the exit status is non-zero if anything failed.
+# See tools/interpreters.sh and tools/common.sh for the knobs (PY, PROFILE, ANYWAIT_CACHE, ...).
+set -uo pipefail
+# shellcheck source=tools/interpreters.sh
+source "$(dirname "${BASH_SOURCE[0]}")/interpreters.sh"
+
+LINT_PY=${LINT_PY:-3.11.7}      # the venv (test extra) that runs ruff and mypy and feeds clippy's PYO3_PYTHON
+BENCH=${BENCH:-benches/bench_fiber.py}
+BENCH_ARGS=${BENCH_ARGS:-}      # e.g. --quick
+export RUFF_CACHE_DIR=$CACHE/ruff-cache MYPY_CACHE_DIR=$CACHE/mypy-cache
+
+lint() {
+  local venv="" py rc
+  log "lint"
+  if py=$(host_python "$LINT_PY"); then
+    venv=$CACHE/venv-$LINT_PY
+    timed "venv lint ($LINT_PY)" ensure_venv "$venv" "$py" test || venv=""
+  else
+    echo "interpreter $LINT_PY (LINT_PY) not found"
+  fi
+  timed "cargo fmt --check" in_dir "$ROOT" cargo fmt --all --check
+  record "lint:rustfmt" $?
+  if [ -n "$venv" ]; then
+    timed "cargo clippy" in_dir "$ROOT" env PYO3_PYTHON="$venv/bin/python" CARGO_TARGET_DIR="$CACHE/target/lint" \
+      cargo clippy --workspace --all-targets -- -D warnings
+    record "lint:clippy" $?
+  else
+    record "lint:clippy" 1 "no venv for PYO3_PYTHON"
+  fi
+  timed "cargo test -p anywait-fiber" in_dir "$ROOT" env CARGO_TARGET_DIR="$CACHE/target/lint" \
+    cargo test -p anywait-fiber
+  record "cargo-test:anywait-fiber" $?
+  local step name
+  for step in "ruff-check:ruff check" "ruff-format:ruff format --check" "mypy:mypy"; do
+    name=lint:${step%%:*} step=${step#*:}
+    if [ -z "$venv" ]; then record "$name" 1 "no venv"; continue; fi
+    # shellcheck disable=SC2086
+    timed "$step" in_dir "$ROOT" "$venv/bin/"$step
+    record "$name" $?
+  done
+}
+
+release_venv() { # extra... -> sets VENV: a venv of the host's python3 (or PY) with a release build
+  local py tag extra=("$@") name
+  if [ -n "${PY:-}" ]; then py=$(host_python "$PY") || { echo "interpreter $PY not found"; return 1; }
+  else py=$(python3 -c 'import sys; print(sys.executable)') || { echo "no python3 on PATH"; return 1; }; fi
+  tag=$(py_tag "$py") || return 1
+  name=${extra[0]:-demo}
+  VENV=$CACHE/venv-$name-$tag
+  timed "venv $name ($tag)" ensure_venv "$VENV" "$py" "${extra[@]}" || return 1
+  timed "build release ($tag)" install_wheel "$VENV" "release-$tag" release
+}
+
+demo() {
+  log "demo"
+  if [ ! -f "$ROOT/examples/demo.py" ]; then
+    record demo 1 "examples/demo.py does not exist (yet): nothing to run"
+    return
+  fi
+  release_venv || { record demo 1 "install failed"; return; }
+  timed "python examples/demo.py" in_dir "$ROOT" "$VENV/bin/python" examples/demo.py
+  record demo $?
+}
+
+bench() {
+  log "bench"
+  [ -f "$ROOT/$BENCH" ] || { record bench 1 "$BENCH does not exist"; return; }
+  release_venv bench || { record bench 1 "install failed"; return; }
+  # shellcheck disable=SC2086
+  timed "python $BENCH $BENCH_ARGS" in_dir "$ROOT" "$VENV/bin/python" "$BENCH" $BENCH_ARGS
+  record bench $?
+}
+
+clean() { # only what these scripts make, whatever ANYWAIT_CACHE points at
+  ( cd "$CACHE" && rm -rf logs target wheels ruff-cache mypy-cache venv-* .anywait-cache )
+  ( cd "$ROOT" && cargo clean -q ) 2>/dev/null
+  rm -f "$ROOT"/python/anywait/_anywait*.so
+  echo "removed $CACHE, $ROOT/target and python/anywait/_anywait*.so"
+}
+
+lock_cache() { # one run at a time per cache (venvs, wheels and target dirs are shared)
+  exec 8>"$CACHE/.lock"
+  flock -n 8 || { echo "waiting for another run using $CACHE"; flock -w 3600 8 || exit 1; }
+}
+
+trap cleanup_mounts EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+cmd=${1:-help}
+case $cmd in
+  test) lock_cache; lint; run_host; run_chroots ;;
+  lint) lock_cache; lint ;;
+  test-host) lock_cache; run_host ;;
+  test-chroots) lock_cache; run_chroots ;;
+  demo) lock_cache; demo ;;
+  bench) lock_cache; bench ;;
+  clean) lock_cache; clean; exit 0 ;;
+  distclean) lock_cache; clean; bash "$ROOT/tools/interpreters.sh" clean; exit $? ;;
+  *) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
+esac
+[ "$cmd" = demo ] && [ "$FAIL" -eq 0 ] && [ "$SKIP" -eq 0 ] && exit 0   # keep the demo's output last
+summary

@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# interpreters.sh - build anywait for, and run its pytest suite on, every interpreter it is
+# tested on (DESIGN.md, "Interpreters to test on"). Sourced by tools/ci.sh (`make test`,
+# `make test-host`, `make test-chroots`); can also run on its own:
+#
+#   tools/interpreters.sh [setup|host|chroots|all|clean|shell SUITE]
+#
+# host    : pyenv CPython 3.11.7, 3.12.1, 3.13.0 (HOST_PYTHONS). One venv each under
+#           $ANYWAIT_CACHE (maturin + the `test` extra), a wheel built by maturin with the
+#           cargo profile $PROFILE and pip-installed into it, then pytest from the repository
+#           root (so pyproject's [tool.pytest.ini_options] applies) against the installed wheel.
+# chroots : Debian interpreters, one chroot per suite under $ANYWAIT_CHROOTS
+#           (default /var/tmp/anywait-interpreters; debootstrap + apt, needs root):
+#             bookworm python3.11d, trixie python3.13 + python3.13d, testing python3.14 + python3.14d.
+#           The extension is compiled ON THE HOST with cargo against the chroot's interpreter
+#           (PyO3 cross settings + ANYWAIT_PYTHON_INCLUDE for build.rs), copied into a mirror
+#           of the repository inside the chroot (/opt/anywait/<interpreter>: pyproject.toml,
+#           tests/, examples/, docs/, python/anywait/ with the .so named by the chroot's
+#           EXT_SUFFIX) and tested there with Debian's pytest:
+#             cd /opt/anywait/I && PYTHONPATH=python I -X dev -m pytest -p no:cacheprovider
+#           Only /proc is mounted inside a chroot, while apt or the tests run; what this run
+#           mounted is unmounted again, on exit too (trap). If a suite in OPTIONAL_SUITES (testing) cannot be set up,
+#           its targets are SKIPPED with a loud line; any other missing interpreter FAILS.
+#
+# Knobs (environment): PY (only targets whose version, interpreter or suite equals it),
+# PROFILE (dev|release), HOST_PYTHONS, CHROOT_TARGETS, CHROOT_PKGS, OPTIONAL_SUITES,
+# ANYWAIT_CHROOTS, ANYWAIT_CACHE, DEBIAN_MIRROR, TEST_TIMEOUT, PYTEST_ARGS (appended).
+
+# shellcheck source=tools/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+BASE=${ANYWAIT_CHROOTS:-/var/tmp/anywait-interpreters}
+HOST_PYTHONS=${HOST_PYTHONS:-"3.11.7 3.12.1 3.13.0"}
+# suite:interpreter:debian-packages(comma-separated)
+CHROOT_TARGETS=${CHROOT_TARGETS:-"bookworm:python3.11d:python3.11-dbg,python3.11-dev
+  trixie:python3.13:python3.13,python3.13-dev trixie:python3.13d:python3.13-dbg,python3.13-dev
+  testing:python3.14:python3.14,python3.14-dev testing:python3.14d:python3.14-dbg,python3.14-dev"}
+# Into every chroot: Debian's pytest, and the test suite's optional loops and peers. trio and
+# anyio are pure Python, so the debug interpreters get them too; uvloop and greenlet are built
+# for the suite's default release interpreter only (the tests skip what does not import).
+CHROOT_PKGS=${CHROOT_PKGS:-"python3-pytest python3-coverage python3-trio python3-anyio python3-uvloop python3-greenlet"}
+OPTIONAL_SUITES=${OPTIONAL_SUITES:-testing}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-}                                # empty: debootstrap's default
+PYTEST_ARGS=${PYTEST_ARGS:-}
+BROKEN_SUITES=""
+
+selected() { # words... -> 0 if PY is unset or equals one of them
+  [ -z "${PY:-}" ] && return 0
+  local w; for w in "$@"; do [ "$w" = "$PY" ] && return 0; done
+  return 1
+}
+
+pytest_verdict() { # rc -> a word on what pytest's exit status means
+  case $1 in
+    0) ;; 1) echo "tests failed" ;; 2) echo "interrupted" ;; 3) echo "pytest internal error" ;;
+    4) echo "pytest usage error" ;; 5) echo "no tests were collected" ;;
+    124) echo "timed out (TEST_TIMEOUT=${TEST_TIMEOUT}s)" ;;
+    13[0-9] | 1[4-9][0-9]) echo "the interpreter died of signal $(($1 - 128)) ($(kill -l $(($1 - 128)) 2>/dev/null || echo ?))" ;;
+    *) echo "exit status $1" ;;
+  esac
+}
+
+# ---- host (pyenv) ------------------------------------------------------------------------
+
+host_target() { # version
+  local v=$1 name="host:$1" py venv rc
+  log "$name"
+  over_budget "$name" && return
+  if ! py=$(host_python "$v"); then
+    record "$name" 1 "interpreter $v not found (looked in ${PYENV_ROOT:-$HOME/.pyenv}/versions and pyenv)"
+    return
+  fi
+  venv=$CACHE/venv-$v
+  timed "venv $name" ensure_venv "$venv" "$py" test || { record "$name" 1 "venv set-up failed"; return; }
+  timed "build $name ($PROFILE)" install_wheel "$venv" "host-$v" "$PROFILE" || { record "$name" 1 "build failed"; return; }
+  ( cd / && "$venv/bin/python" -c 'import anywait._anywait as m; print("  testing", m.__file__)' ) || true
+  # shellcheck disable=SC2086
+  timed "pytest $name" in_dir "$ROOT" timeout --foreground -k 30 "$(budget_timeout)" \
+    "$venv/bin/python" -X dev -m pytest -p no:cacheprovider $PYTEST_ARGS; rc=$?
+  record "$name" $rc "$(pytest_verdict $rc)"
+}
+
+budget_timeout() { # per-run timeout, never past the run's budget
+  local r; r=$(remaining); [ "$r" -lt "$TEST_TIMEOUT" ] && echo $((r > 60 ? r - 30 : 30)) || echo "$TEST_TIMEOUT"
+}
+
+run_host() {
+  local v any=0
+  for v in $HOST_PYTHONS; do selected "$v" host "host:$v" || continue; any=1; host_target "$v"; done
+  [ $any -eq 1 ] || note "no host interpreter matches PY=$PY"
+}
+
+# ---- chroots -----------------------------------------------------------------------------
+
+root_of() { echo "$BASE/chroot-$1"; }
+mounts_under() { findmnt -rn -o TARGET 2>/dev/null | grep -E "^$1(/|$)" | sort -r || true; }
+umount_under() { local m; for m in $(mounts_under "$1"); do umount "$m" 2>/dev/null || umount -l "$m"; done; }
+# Only what this run mounted is unmounted again (someone may be working in a chroot by hand).
+MOUNTED=()
+mount_proc() { # root
+  mountpoint -q "$1/proc" && return 0
+  mount -t proc proc "$1/proc" && MOUNTED+=("$1/proc")
+}
+release_mounts() { # [root] : unmount what this run mounted (under root, or everything)
+  local m keep=()
+  for m in "${MOUNTED[@]}"; do
+    case $m in "${1:-}"/*) umount "$m" 2>/dev/null || umount -l "$m" ;; *) keep+=("$m") ;; esac
+  done
+  MOUNTED=("${keep[@]}")
+}
+in_chroot() { # root cmd...  (clean environment: nothing of the host's PIP_*/pyenv/cargo leaks in)
+  local root=$1; shift
+  chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
+}
+
+selected_targets() { # the CHROOT_TARGETS entries PY selects
+  local t s i
+  for t in $CHROOT_TARGETS; do IFS=: read -r s i _ <<<"$t"; selected "$s" "$i" "$s:$i" && echo "$t"; done
+}
+suites() { selected_targets | cut -d: -f1 | awk '!seen[$0]++'; }
+pkgs_for() { # suite -> its Debian packages, one a line
+  local t s p
+  for t in $(selected_targets); do IFS=: read -r s _ p <<<"$t"; [ "$s" = "$1" ] && tr ',' '\n' <<<"$p"; done
+  tr ' ' '\n' <<<"$CHROOT_PKGS"
+}
+
+chroot_ready() { # suite pkgs... -> 0 if the chroot has them all (per its marker) and its interpreters run
+  local suite=$1 root p t s i; root=$(root_of "$1"); shift
+  [ -f "$root/.ci-ready" ] || return 1
+  for p in "$@"; do tr ' ' '\n' <"$root/.ci-ready" | grep -qxF "$p" || return 1; done
+  for t in $(selected_targets); do
+    IFS=: read -r s i _ <<<"$t"; [ "$s" = "$suite" ] || continue
+    in_chroot "$root" "$i" -c 'import pytest' 2>/dev/null || return 1
+  done
+}
+
+setup_host_tools() {
+  command -v debootstrap >/dev/null && return 0
+  [ "$(id -u)" -eq 0 ] || { echo "debootstrap is missing and this is not root: cannot set up chroots"; return 1; }
+  timed "apt-get install debootstrap (host)" quiet "$LOGS/apt-host.log" \
+    sh -c 'apt-get update -q && apt-get install -y -q debootstrap'
+}
+
+setup_chroot() { # suite
+  local suite=$1 root pkgs rc; root=$(root_of "$1")
+  mapfile -t pkgs < <(pkgs_for "$suite" | awk 'NF && !seen[$0]++')
+  if chroot_ready "$suite" "${pkgs[@]}"; then note "chroot $suite ready ($root)"; return 0; fi
+  [ "$(id -u)" -eq 0 ] || { echo "chroot $suite needs setting up, which needs root"; return 1; }
+  if [ ! -f "$root/.debootstrap-ok" ] && [ ! -f "$root/.ci-ready" ]; then
+    [ -z "$(mounts_under "$root")" ] || { echo "refusing to delete $root: mounts inside"; return 1; }
+    rm -rf "$root"
+    # shellcheck disable=SC2086
+    timed "debootstrap $suite" quiet "$LOGS/debootstrap-$suite.log" \
+      debootstrap --variant=minbase "$suite" "$root" $DEBIAN_MIRROR || return 1
+    touch "$root/.debootstrap-ok"
+  fi
+  # testing/sid Release files carry Valid-Until and the archive served here can be older than
+  # that; harmless for the stable suites.
+  printf 'Acquire::Check-Valid-Until "false";\nAcquire::Retries "3";\nAPT::Install-Recommends "false";\n' \
+    >"$root/etc/apt/apt.conf.d/99anywait-ci"
+  cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+  mount_proc "$root" || return 1
+  timed "apt-get install in $suite" quiet "$LOGS/apt-$suite.log" in_chroot "$root" sh -c \
+    "apt-get update -q && apt-get install -y -q ${pkgs[*]} && apt-get clean"; rc=$?
+  release_mounts "$root"
+  [ $rc -eq 0 ] || return 1
+  { [ -f "$root/.ci-ready" ] && tr ' ' '\n' <"$root/.ci-ready"; printf '%s\n' "${pkgs[@]}"; } |
+    awk 'NF && !seen[$0]++' | tr '\n' ' ' >"$root/.ci-ready.new" && mv "$root/.ci-ready.new" "$root/.ci-ready"
+}
+
+setup_chroots() { # sets BROKEN_SUITES
+  local s
+  BROKEN_SUITES=""
+  mkdir -p "$BASE"
+  if ! setup_host_tools; then BROKEN_SUITES=$(suites | tr '\n' ' '); return 1; fi
+  for s in $(suites); do
+    log "set up chroot $s"
+    setup_chroot "$s" || { BROKEN_SUITES="$BROKEN_SUITES $s"; echo "chroot $s could not be set up"; }
+  done
+  [ -z "$BROKEN_SUITES" ]
+}
+
+chroot_pyinfo() { # root interpreter -> "stdlib include ext_suffix sysconfigdata_name version"
+  in_chroot "$1" "$2" -c 'import sys, sysconfig as s
+try: n = s._get_sysconfigdata_name()
+except AttributeError: n = "_sysconfigdata_%s_%s_%s" % (sys.abiflags, sys.platform, sys.implementation._multiarch)
+print(s.get_path("stdlib"), s.get_path("include"), s.get_config_var("EXT_SUFFIX"), n, sys.version.split()[0])'
+}
+
+build_cross() { # suite interpreter : compile on the host for the chroot's interpreter, stage a tree
+  local suite=$1 interp=$2 root stdlib include suffix scd version tdir run
+  root=$(root_of "$suite") tdir=$CACHE/target/$suite-$interp run=$(root_of "$suite")/opt/anywait/$interp
+  read -r stdlib include suffix scd version < <(chroot_pyinfo "$root" "$interp")
+  [ -n "$version" ] || { echo "cannot run $interp in the $suite chroot"; return 1; }
+  [ -f "$root$include/Python.h" ] || { echo "no Python.h in $root$include (is the -dev package installed?)"; return 1; }
+  note "$interp is CPython $version; EXT_SUFFIX $suffix; $scd; headers $include"
+  # shellcheck disable=SC2046  # the profile flags are meant to split
+  ( cd "$ROOT" && PYO3_BUILD_EXTENSION_MODULE=1 PYO3_CROSS_LIB_DIR="$root$stdlib" \
+      _PYTHON_SYSCONFIGDATA_NAME="$scd" ANYWAIT_PYTHON_INCLUDE="$root$include" CARGO_TARGET_DIR="$tdir" \
+      cargo build -p anywait-py --lib $(cargo_profile_args "$PROFILE") ) || return 1
+  stage_tree "$run" || return 1
+  cp "$tdir/$(profile_dir "$PROFILE")/lib_anywait.so" "$run/python/anywait/_anywait$suffix"
+}
+
+stage_tree() { # dir : a mirror of what the tests need from the repository, without build output
+  local dest=$1 f
+  rm -rf "$dest" && mkdir -p "$dest/python" || return 1
+  for f in pyproject.toml README.md tests examples docs; do
+    [ -e "$ROOT/$f" ] && { cp -r "$ROOT/$f" "$dest/" || return 1; }
+  done
+  cp -r "$ROOT/python/anywait" "$dest/python/" || return 1
+  find "$dest" \( -name '*.so' -o -name __pycache__ -o -name .mypy_cache -o -name .pytest_cache \) -prune \
+    -exec rm -rf {} +
+}
+
+test_chroot() { # suite interpreter
+  local root rc; root=$(root_of "$1")
+  mount_proc "$root" || return 1
+  in_chroot "$root" sh -c "cd /opt/anywait/$2 && PYTHONPATH=python $2 -c 'import anywait._anywait as m; print(\"  testing\", m.__file__)'" || true
+  # shellcheck disable=SC2086
+  timeout --foreground -k 30 "$(budget_timeout)" chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONPATH="/opt/anywait/$2/python" \
+    sh -c "cd /opt/anywait/$2 && exec $2 -X dev -m pytest -p no:cacheprovider $PYTEST_ARGS"; rc=$?
+  release_mounts "$root"
+  return $rc
+}
+
+chroot_target() { # suite interpreter
+  local s=$1 i=$2 name="$1:$2" rc
+  log "$name"
+  case " $BROKEN_SUITES " in
+    *" $s "*)
+      case " $OPTIONAL_SUITES " in
+        *" $s "*) skip "$name" "the $s chroot could not be set up (see $LOGS/*-$s.log); an optional suite" ;;
+        *) record "$name" 1 "the $s chroot could not be set up (see $LOGS/*-$s.log)" ;;
+      esac
+      return ;;
+  esac
+  over_budget "$name" && return
+  timed "build $name (host cargo, $PROFILE)" build_cross "$s" "$i" || { record "$name" 1 "build failed"; return; }
+  timed "pytest $name" test_chroot "$s" "$i"; rc=$?
+  record "$name" $rc "$(pytest_verdict $rc)"
+}
+
+run_chroots() {
+  local t s i
+  [ -n "$(selected_targets)" ] || { note "no chroot interpreter matches PY=$PY"; return 0; }
+  mkdir -p "$(dirname "$BASE")" && exec 9>"$BASE.lock"
+  flock -n 9 || { echo "waiting for another run using $BASE"; flock -w 3600 9; }
+  setup_chroots
+  for t in $(selected_targets); do IFS=: read -r s i _ <<<"$t"; chroot_target "$s" "$i"; done
+  exec 9>&-
+}
+
+cleanup_mounts() { release_mounts; }
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then  # run, not sourced
+  set -uo pipefail
+  trap cleanup_mounts EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  case "${1:-all}" in
+    setup) setup_chroots; record "chroot set-up" $? ;;
+    host) run_host ;;
+    chroots) run_chroots ;;
+    all) run_host; run_chroots ;;
+    clean)
+      umount_under "$BASE"
+      [ -z "$(mounts_under "$BASE")" ] || { echo "mounts left under $BASE, not deleting"; exit 1; }
+      rm -rf "$BASE" "$BASE.lock"; echo "removed $BASE"; exit 0 ;;
+    shell) # a shell inside a chroot, /proc mounted, for poking at a failure
+      root=$(root_of "${2:?usage: $0 shell SUITE}"); mount_proc "$root" && in_chroot "$root" bash; exit ;;  # trap unmounts
+    *) echo "usage: $0 [setup|host|chroots|all|clean|shell SUITE]"; exit 2 ;;
+  esac
+  summary
+fi
