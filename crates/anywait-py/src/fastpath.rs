@@ -1,5 +1,7 @@
 //! Direct entry points for the calls made on every switch: `Fiber.switch(value=None)`,
-//! `suspend(value=None)` and `await_(awaitable)`.
+//! `suspend(value=None)` and `await_(awaitable)`, and for constructing a `Fiber`
+//! (`tp_vectorcall` of the class: calling the class skips `type.__call__` and PyO3's
+//! generic `*args, **kwargs` parsing).
 //!
 //! Why not `#[pymethods]`: PyO3's generic trampoline (attach-count bookkeeping, the
 //! argument-description walk) was a quarter of a switch round trip; and its attach
@@ -183,6 +185,52 @@ unsafe extern "C" fn await_entry(
     finish(py, result)
 }
 
+unsafe extern "C" fn fiber_new_entry(
+    _cls: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls types with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let result = catch_unwind(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
+        // SAFETY: vectorcall conventions: `nargs` positionals, then one value per name
+        // in `kwnames` (a tuple of str).
+        let (nargs, names) = unsafe {
+            let names = (!kwnames.is_null()).then(|| Bound::from_borrowed_ptr(py, kwnames));
+            (ffi::PyVectorcall_NARGS(nargsf), names)
+        };
+        let nkw = names.as_ref().map_or(0, |n| n.len().unwrap_or(0));
+        if nargs < 1 {
+            return Err(PyTypeError::new_err(
+                "Fiber() missing 1 required positional argument: 'func'",
+            ));
+        }
+        // SAFETY: as above; every slot holds a borrowed reference.
+        let all: Vec<Bound<'_, PyAny>> =
+            unsafe { std::slice::from_raw_parts(args, nargs as usize + nkw) }
+                .iter()
+                // SAFETY: borrowed references valid for the call.
+                .map(|&p| unsafe { Bound::from_borrowed_ptr(py, p) })
+                .collect();
+        let (positional, keyword_values) = all.split_at(nargs as usize);
+        let rest = pyo3::types::PyTuple::new(py, &positional[1..])?;
+        let kwargs = match names {
+            None => None,
+            Some(names) => {
+                let dict = pyo3::types::PyDict::new(py);
+                for (name, value) in names.try_iter()?.zip(keyword_values) {
+                    dict.set_item(name?, value)?;
+                }
+                Some(dict)
+            }
+        };
+        let fiber = PyFiber::build(&positional[0], &rest, kwargs.as_ref())?;
+        Ok(Py::new(py, fiber)?.into_any())
+    }));
+    finish(py, result)
+}
+
 /// Adds `switch` to the Fiber type, and `suspend` and `await_` to the module.
 pub(crate) fn install(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = module.py();
@@ -198,6 +246,9 @@ pub(crate) fn install(module: &Bound<'_, PyModule>) -> PyResult<()> {
     // Heap types made by PyO3 accept new attributes; setattr also invalidates the
     // type's method cache.
     tp.setattr("switch", descr)?;
+    // SAFETY: writing the constructor slot of our own heap type, before any instance
+    // exists; `type` objects dispatch calls through `tp_vectorcall` when it is set.
+    unsafe { (*tp.as_type_ptr()).tp_vectorcall = Some(fiber_new_entry) };
     let name = module.name()?;
     // SAFETY: SUSPEND_DEF is static; returns a new reference or NULL with an exception.
     let suspend = unsafe {

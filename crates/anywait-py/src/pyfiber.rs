@@ -48,6 +48,31 @@ impl PyFiber {
         unsafe { (*core).status() }
     }
 
+    /// A fiber that will run `func(*args, **kwargs)` in a copy of the current context.
+    pub(crate) fn build(
+        func: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let py = func.py();
+        if !func.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "Fiber() needs a callable to run, got {}",
+                func.get_type().name()?
+            )));
+        }
+        // SAFETY: GIL held; returns a new reference or NULL with an exception set.
+        let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }?;
+        let body = Body::Call {
+            func: func.clone().unbind(),
+            args: args.clone().unbind(),
+            kwargs: kwargs.map(|k| k.clone().unbind()),
+        };
+        Ok(Self {
+            core: UnsafeCell::new(Some(FiberCore::new(body, Some(context.unbind()))?)),
+        })
+    }
+
     pub(crate) fn resume(slf: &Bound<'_, Self>, msg: fiber::Msg) -> PyResult<Py<PyAny>> {
         let core = slf.get().core();
         if core.is_null() {
@@ -98,23 +123,9 @@ impl PyFiber {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let py = func.py();
-        if !func.is_callable() {
-            return Err(PyTypeError::new_err(format!(
-                "Fiber() needs a callable to run, got {}",
-                func.get_type().name()?
-            )));
-        }
-        // SAFETY: GIL held; returns a new reference or NULL with an exception set.
-        let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }?;
-        let body = Body::Call {
-            func: func.clone().unbind(),
-            args: args.clone().unbind(),
-            kwargs: kwargs.map(|k| k.clone().unbind()),
-        };
-        Ok(Self {
-            core: UnsafeCell::new(Some(FiberCore::new(body, Some(context.unbind()))?)),
-        })
+        // Calls to the class normally take the vectorcall constructor in `fastpath`;
+        // this is the path for `Fiber.__new__(Fiber, ...)` and the like.
+        Self::build(func, args, kwargs)
     }
 
     // `switch` is installed by `fastpath`.
