@@ -1,5 +1,6 @@
-//! Builds the thin C layout accessor against the target interpreter's own headers and
-//! tells the Rust code which interpreter it is built for.
+//! Compiles the thin C layout table against the target interpreter's own headers (and
+//! turns it into a Rust constant), and tells the Rust code which interpreter it is
+//! built for.
 //!
 //! The include directory comes from `ANYWAIT_PYTHON_INCLUDE` when set (cross builds for
 //! another interpreter, e.g. in a chroot), else from asking the interpreter PyO3 builds
@@ -58,11 +59,31 @@ fn main() {
             build.include(shim);
         }
     }
-    build
-        .file("csrc/layout.c")
-        .warnings(true)
-        .extra_warnings(true)
-        .compile("anywait_layout");
+    build.warnings(true).extra_warnings(true);
+    write_layout_words(&build);
+}
+
+/// Compiles `csrc/layout_dump.c` against the target's headers, runs it, and writes the
+/// layout table it prints to `$OUT_DIR/layout_words.rs` (a `[c_long; N]` literal).
+/// The target is always the build machine's own architecture (64-bit Linux), so the
+/// program runs here.
+fn write_layout_words(build: &cc::Build) {
+    println!("cargo:rerun-if-changed=csrc/layout_dump.c");
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let exe = out.join("layout_dump");
+    let status = build
+        .get_compiler()
+        .to_command()
+        .arg("csrc/layout_dump.c")
+        .arg("-o")
+        .arg(&exe)
+        .status()
+        .expect("cannot run the C compiler");
+    assert!(status.success(), "compiling csrc/layout_dump.c failed");
+    let dump = Command::new(&exe).output().expect("cannot run layout_dump");
+    assert!(dump.status.success(), "layout_dump failed");
+    let words = String::from_utf8(dump.stdout).expect("layout_dump printed non-UTF-8");
+    std::fs::write(out.join("layout_words.rs"), words).expect("cannot write layout_words.rs");
 }
 
 /// Debian's `pyconfig.h` is a stub that includes `<x86_64-linux-gnu/pythonX.Y/pyconfig.h>`
