@@ -11,8 +11,8 @@ from anywait._support import check_interpreter
 
 check_interpreter()
 
+from anywait._anywait import await_  # noqa: E402
 from anywait._api import (  # noqa: E402
-    await_,
     bestow_portal,
     ensure_portal,
     has_portal,

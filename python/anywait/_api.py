@@ -7,20 +7,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from anywait import _glue
-from anywait._anywait import Portal, _make_portal, await_
+from anywait._anywait import Portal, _make_portal
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-__all__ = [
-    "await_",
-    "bestow_portal",
-    "ensure_portal",
-    "has_portal",
-    "run",
-    "with_portal_run",
-    "with_portal_run_sync",
-]
 
 
 async def ensure_portal() -> None:
