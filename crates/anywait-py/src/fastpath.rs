@@ -123,25 +123,46 @@ fn finish(py: Python<'_>, result: std::thread::Result<PyResult<Py<PyAny>>>) -> *
     }
 }
 
+/// The shared body of the `(value=None)` entry points: parses the optional value (as
+/// an owned reference) and hands it to `call`, under the GIL, catching panics.
+///
+/// # Safety
+/// The arguments are those CPython passes to a `METH_FASTCALL | METH_KEYWORDS`
+/// function, with the GIL held.
+unsafe fn with_value_arg(
+    name: &CStr,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    call: impl FnOnce(Python<'_>, Py<PyAny>) -> PyResult<Py<PyAny>>,
+) -> *mut ffi::PyObject {
+    // SAFETY: the GIL is held (caller).
+    let py = unsafe { Python::assume_attached() };
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: CPython's fastcall arguments (caller).
+        let value = unsafe { value_arg(py, name, args, nargsf, kwnames) }?;
+        // SAFETY: a borrowed argument, turned into an owned reference to send.
+        call(py, unsafe { Bound::from_borrowed_ptr(py, value) }.unbind())
+    }));
+    finish(py, result)
+}
+
 unsafe extern "C" fn switch_entry(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls methods with the GIL held.
-    let py = unsafe { Python::assume_attached() };
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: CPython's fastcall arguments; the method descriptor checked that
-        // `slf` is a Fiber.
-        let value = unsafe { value_arg(py, c"switch", args, nargsf, kwnames) }?;
-        // SAFETY: as above; `slf` is borrowed for the duration of the call.
-        let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyFiber>() };
-        // SAFETY: a borrowed argument, turned into an owned reference to send.
-        let value = unsafe { Bound::from_borrowed_ptr(py, value) }.unbind();
-        PyFiber::resume(&slf, Ok(value))
-    }));
-    finish(py, result)
+    // SAFETY: CPython calls methods with the GIL and fastcall arguments, and the
+    // method descriptor checked that `slf` is a Fiber, borrowed for the call.
+    unsafe {
+        with_value_arg(c"switch", args, nargsf, kwnames, |py, value| {
+            // The method descriptor checked that `slf` is a Fiber; it is borrowed for
+            // the duration of the call (covered by the enclosing SAFETY comment).
+            let slf = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyFiber>();
+            PyFiber::resume(&slf, Ok(value))
+        })
+    }
 }
 
 unsafe extern "C" fn suspend_entry(
@@ -150,21 +171,19 @@ unsafe extern "C" fn suspend_entry(
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls builtins with the GIL held.
-    let py = unsafe { Python::assume_attached() };
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: CPython's fastcall arguments.
-        let value = unsafe { value_arg(py, c"suspend", args, nargsf, kwnames) }?;
-        if crate::portal::in_portal_step() {
-            // The innermost fiber is a portal's step worker, not a user Fiber.
-            return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                "suspend() called outside a fiber; it can only be called from code running in a Fiber",
-            ));
-        }
-        // SAFETY: a borrowed argument, turned into an owned reference to send.
-        fiber::suspend(unsafe { Bound::from_borrowed_ptr(py, value) }.unbind())
-    }));
-    finish(py, result)
+    // SAFETY: CPython calls builtins with the GIL and fastcall arguments.
+    unsafe {
+        with_value_arg(c"suspend", args, nargsf, kwnames, |py, value| {
+            if crate::portal::in_portal_step() {
+                // The innermost fiber is a portal's step worker, not a user Fiber.
+                drop(value.into_bound(py));
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "suspend() called outside a fiber; it can only be called from code running in a Fiber",
+                ));
+            }
+            fiber::suspend(value)
+        })
+    }
 }
 
 fn def_ptr(def: &'static MethodDef) -> *mut ffi::PyMethodDef {
