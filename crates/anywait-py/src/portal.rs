@@ -132,7 +132,12 @@ impl Portal {
                 unsafe { _PyGen_SetStopIterationValue(value.as_ptr()) };
                 Err(PyErr::fetch(py))
             }
-            StepOutcome::Idle => fiber::fatal("a portal step worker stopped without an outcome"),
+            // `resume` refused before the worker ran (an error was already pending, say):
+            // the worker is untouched, so it is parked again and the error returned.
+            StepOutcome::Idle => {
+                end_step(py, worker);
+                result
+            }
         }
     }
 
