@@ -555,9 +555,6 @@ pub(crate) fn place_orphan(
     if core.on_owner_thread() {
         return Orphan::KillHere;
     }
-    if interpreter_is_finalizing() {
-        return Orphan::Abandoned;
-    }
     let home = core.home.clone();
     if home.is_alive() {
         if let Ok(mut pending) = home.pending.lock() {
@@ -630,10 +627,6 @@ pub(crate) fn refused_to_die(py: Python<'_>) {
         "a garbage-collected fiber caught FiberExit and suspended again; its stack is leaked",
     )
     .write_unraisable(py, None);
-}
-
-pub(crate) fn interpreter_is_finalizing() -> bool {
-    pystate::layout::interpreter_finalizing()
 }
 
 fn take_stack() -> PyResult<FiberStack> {

@@ -56,7 +56,6 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pyfiber::current, m)?)?;
     m.add_class::<portal::Portal>()?;
     m.add_function(wrap_pyfunction!(portal::_make_portal, m)?)?;
-    m.add_function(wrap_pyfunction!(portal::_portal_in_await, m)?)?;
     m.add_function(wrap_pyfunction!(taskglue::_swap_c_task_coro, m)?)?;
     m.add("FiberExit", py.get_type::<errors::FiberExit>())?;
     Ok(())

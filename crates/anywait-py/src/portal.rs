@@ -157,12 +157,6 @@ impl Portal {
         debug_assert!(old.is_null());
         Ok(worker)
     }
-
-    /// Whether a step is open (the coroutine is blocked inside `await_`).
-    pub(crate) fn in_await(&self) -> bool {
-        // SAFETY: GIL held (a read).
-        unsafe { (*self.state.get()).worker.is_some() }
-    }
 }
 
 /// A new worker, parked and ready for its first step.
@@ -426,10 +420,4 @@ pub(crate) fn in_portal_step() -> bool {
 #[pyfunction]
 pub(crate) fn _make_portal(py: Python<'_>, coro: &Bound<'_, PyAny>) -> PyResult<Py<Portal>> {
     Py::new(py, Portal::new(coro)?)
-}
-
-/// Whether `obj` is a portal with a step blocked inside `await_`.
-#[pyfunction]
-pub(crate) fn _portal_in_await(obj: &Bound<'_, PyAny>) -> bool {
-    obj.cast::<Portal>().is_ok_and(|p| p.get().in_await())
 }

@@ -88,11 +88,6 @@ impl PyFiber {
         if core.is_null() || self.status() != Status::Suspended {
             return;
         }
-        if fiber::interpreter_is_finalizing() {
-            // Shutting down: running fiber code now could meet half-torn-down modules.
-            // Leave it suspended; its stack is leaked with the process.
-            return;
-        }
         // SAFETY: non-null core owned by self (GIL held).
         let placed = fiber::place_orphan(py, unsafe { &*core }, || {
             // SAFETY: GIL held; `core` is not used after being moved out.
@@ -228,10 +223,11 @@ pub(crate) unsafe extern "C" fn finalize_fiber(obj: *mut ffi::PyObject) {
     if slf.get().status() != Status::Suspended {
         return;
     }
-    // During shutdown PyO3 refuses to attach (and fiber code must not run anyway):
-    // suspended fibers are left as they are, to go down with the process.
+    // During shutdown PyO3 refuses to attach, and fiber code must not run anyway (it
+    // could meet half-torn-down modules): suspended fibers are left as they are, to go
+    // down with the process. This is the only way into `finalize`.
     // SAFETY: no preconditions.
-    if unsafe { ffi::Py_IsInitialized() } == 0 || fiber::interpreter_is_finalizing() {
+    if unsafe { ffi::Py_IsInitialized() } == 0 || crate::pystate::layout::interpreter_finalizing() {
         return;
     }
     Python::attach(|py| {
