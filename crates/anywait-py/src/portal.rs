@@ -396,6 +396,10 @@ impl Portal {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // An open step's worker holds a reference of its own to the coroutine, which
+        // is deliberately not reported: the collector would then finalize the coroutine
+        // itself, which CPython sees as executing ("coroutine already executing").
+        // The price: a cycle through a coroutine blocked in await_ is never collected.
         visit.call(&self.coro)
     }
 }
@@ -407,6 +411,79 @@ fn forward(coro: &Bound<'_, PyAny>, names: &[&str]) -> PyResult<Py<PyAny>> {
         }
     }
     Ok(coro.py().None())
+}
+
+/// `tp_finalize` of `Portal` (see `finalizer`): a portal that becomes garbage while
+/// its coroutine is suspended closes the coroutine through a step, as CPython closes a
+/// suspended coroutine, so that `finally` blocks in sync frames blocked in `await_`
+/// run (and may themselves use `await_`, which raises as `await` would there).
+/// Not for a coroutine in a reference cycle with its open step: see `__traverse__`.
+pub(crate) unsafe extern "C" fn finalize_portal(obj: *mut ffi::PyObject) {
+    // SAFETY: no preconditions. During shutdown no fiber code runs (it could meet
+    // half-torn-down modules); an open step's stack goes down with the process.
+    if unsafe { ffi::Py_IsInitialized() } == 0 || crate::pystate::layout::interpreter_finalizing() {
+        return;
+    }
+    // SAFETY: CPython calls tp_finalize with the GIL held and a live object of our type.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: as above.
+    let slf = unsafe { Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<Portal>() };
+    let pending = PyErr::take(py);
+    slf.get().finalize(py, &slf);
+    if let Some(err) = pending {
+        err.restore(py);
+    }
+}
+
+impl Portal {
+    fn finalize(&self, py: Python<'_>, slf: &Bound<'_, Portal>) {
+        // SAFETY: GIL held; nothing else touches the state during finalization.
+        let state = unsafe { &mut *self.state.get() };
+        if state.running {
+            return; // unreachable: a running step holds a reference to its portal
+        }
+        let suspended = match &state.worker {
+            Some(worker) if !worker.on_owner_thread() => {
+                // Its frames can only run on their own thread, which is elsewhere now:
+                // leak the worker (stack, frames and their references) rather than
+                // free anything those frames may still point to.
+                let worker = state.worker.take().expect("checked above");
+                fiber::abandon(py, worker);
+                PyRuntimeError::new_err(
+                    "an anywait portal with a task blocked in await_ was garbage-collected \
+                     on another thread; its stack is leaked and its finally blocks never run",
+                )
+                .write_unraisable(py, Some(slf.as_any()));
+                return;
+            }
+            Some(_) => true,
+            // Suspended at a native await: closed here (rather than by the coroutine's
+            // own finalizer) only if nothing else holds the coroutine, so that code in
+            // its `finally` blocks still runs inside the portal.
+            // SAFETY: GIL held; the coroutine is alive (we hold it).
+            None if unsafe { ffi::Py_REFCNT(self.coro.as_ptr()) } == 1 => self
+                .coro
+                .bind(py)
+                .getattr("cr_suspended")
+                .and_then(|v| v.is_truthy())
+                .unwrap_or(false),
+            None => false,
+        };
+        if !suspended {
+            return;
+        }
+        if let Err(err) = self.close(py) {
+            err.write_unraisable(py, Some(slf.as_any()));
+        }
+        // A coroutine that awaited again while closing left its step open: nothing can
+        // resume it any more, so the worker is leaked as above (close already reported
+        // the RuntimeError, as CPython does for a coroutine ignoring GeneratorExit).
+        // SAFETY: GIL held; the step is over.
+        let state = unsafe { &mut *self.state.get() };
+        if let Some(worker) = state.worker.take() {
+            fiber::abandon(py, worker);
+        }
+    }
 }
 
 /// The portal whose step is running on this fiber, if any: `await_` needs one.
