@@ -11,6 +11,12 @@ from anywait._support import check_interpreter
 
 check_interpreter()
 
+from anywait._adapters import (  # noqa: E402
+    async_context,
+    async_iter,
+    autoawait,
+    decorate_as_sync,
+)
 from anywait._anywait import await_  # noqa: E402
 from anywait._api import (  # noqa: E402
     bestow_portal,
@@ -20,15 +26,27 @@ from anywait._api import (  # noqa: E402
     with_portal_run,
     with_portal_run_sync,
 )
+from anywait._tree import (  # noqa: E402
+    portals_for_children,
+    portals_for_tree,
+    with_portal_run_tree,
+)
 
 __version__ = "0.1.0"
 __all__ = [
     "__version__",
+    "async_context",
+    "async_iter",
+    "autoawait",
     "await_",
     "bestow_portal",
+    "decorate_as_sync",
     "ensure_portal",
     "has_portal",
+    "portals_for_children",
+    "portals_for_tree",
     "run",
     "with_portal_run",
     "with_portal_run_sync",
+    "with_portal_run_tree",
 ]

@@ -1,8 +1,10 @@
 """Type stubs for anywait's compiled core. Public names are re-exported by
 :mod:`anywait.lowlevel`, which is where to read about them."""
 
-from collections.abc import Callable
-from typing import Any, final
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, final
+
+_T = TypeVar("_T")
 
 class FiberExit(BaseException):
     """Raised inside a suspended fiber to unwind it, by :meth:`Fiber.close` or when the
@@ -68,7 +70,7 @@ def current() -> Fiber | None:
     None also while a garbage-collected fiber whose object has already been
     destroyed is being unwound."""
 
-def await_(awaitable: Any, /) -> Any:
+def await_(awaitable: Awaitable[_T], /) -> _T:
     """Await ``awaitable`` from sync code running in a task that has a portal, exactly as
     ``await awaitable`` would at this point (same value, exception, cancellation,
     context and checkpoints), and return its result.

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from anywait import _glue
+from anywait import _glue, _tree
 from anywait._anywait import Portal, _make_portal
 
 P = ParamSpec("P")
@@ -88,7 +88,7 @@ def run(
     if backend == "asyncio":
         with asyncio.Runner(**run_kwargs) as runner:
             loop = runner.get_loop()
-            loop.set_task_factory(_portal_task_factory(loop.get_task_factory()))
+            loop.set_task_factory(_tree.PortalTaskFactory(loop.get_task_factory(), everything=True))
             return runner.run(main(*args))
     if backend == "trio":
         import trio
@@ -97,18 +97,6 @@ def run(
         result: T = trio.run(main, *args, instruments=instruments, **run_kwargs)
         return result
     raise ValueError(f"unknown backend {backend!r}: use 'asyncio' or 'trio'")
-
-
-def _portal_task_factory(previous: Any) -> Callable[..., asyncio.Task[Any]]:
-    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        if not isinstance(coro, Portal):
-            coro = _make_portal(coro)
-        if previous is not None:
-            task: asyncio.Task[Any] = previous(loop, coro, **kwargs)
-            return task
-        return asyncio.Task(coro, loop=loop, **kwargs)
-
-    return factory
 
 
 class _PortalInstrument:
