@@ -9,16 +9,26 @@ import sys
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
-def test_demo_prints_every_leaf_with_its_depth() -> None:
-    demo = EXAMPLES / "demo.py"
-    if not demo.exists():  # the chroot runs copy tests/ only; the host run covers it
+def run_example(name: str) -> list[str]:
+    path = EXAMPLES / name
+    if not path.exists():  # the chroot runs copy tests/ only; the host run covers it
         import pytest
 
         pytest.skip("examples/ is not next to this copy of the tests")
-    out = subprocess.run(
-        [sys.executable, str(demo)], capture_output=True, text=True, check=True, timeout=60
+    return subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, check=True, timeout=60
     ).stdout.splitlines()
-    assert out == [
+
+
+def test_demo_runs_sync_code_concurrently_and_cancels_it() -> None:
+    report, overlap, timeout = run_example("demo.py")
+    assert report.startswith("2 items, 8.40 with tax, 10 tasks in ")
+    assert overlap == "fetches in flight at once: 10"
+    assert timeout == "timeout reached the sync code: slow job cleaned up"
+
+
+def test_fiber_walk_prints_every_leaf_with_its_depth() -> None:
+    assert run_example("fiber_walk.py") == [
         "leaf 1 at depth 1",
         "leaf 2 at depth 2",
         "leaf 3 at depth 3",
