@@ -116,9 +116,14 @@ pub(crate) fn await_(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny
                 Thrown::Raised(err) => return Err(err),
             },
         };
-        // SAFETY: `core` is the running worker (checked above: we are in its step).
-        unsafe { (*core).worker.outcome = StepOutcome::Trap };
-        msg = fiber::suspend_msg(Ok(trap.unbind()));
+        msg = match crate::greenlet_bridge::forward_trap(py, core, trap) {
+            Ok(answer) => answer,
+            Err(trap) => {
+                // SAFETY: `core` is the running worker (checked above: in its step).
+                unsafe { (*core).worker.outcome = StepOutcome::Trap };
+                fiber::suspend_msg(Ok(trap.unbind()))
+            }
+        };
     }
 }
 

@@ -118,6 +118,8 @@ pub(crate) struct WorkerSlot {
     pub coro: *mut ffi::PyObject,
     /// Set by the worker before every hand-back.
     pub outcome: StepOutcome,
+    /// Greenlet state of the worker's steps (see `greenlet_bridge`).
+    pub bridge: crate::greenlet_bridge::Bridge,
 }
 
 /// A thread's identity for fibers, shared by the fibers it made.
@@ -242,6 +244,7 @@ impl FiberCore {
             worker: WorkerSlot {
                 coro: ptr::null_mut(),
                 outcome: StepOutcome::Idle,
+                bridge: crate::greenlet_bridge::Bridge::new(),
             },
             context,
             yielder: ptr::null(),
@@ -291,6 +294,12 @@ impl FiberCore {
         debug_assert_eq!(self.status, Status::NotStarted);
         self.clear_unstarted();
         self.status = Status::Dead;
+    }
+
+    /// Whether the running fiber was resumed from its thread's own stack (not from
+    /// inside another fiber).
+    pub(crate) fn resumed_from_thread_stack(&self) -> bool {
+        self.resumer.is_null()
     }
 
     pub(crate) fn on_owner_thread(&self) -> bool {
@@ -612,6 +621,14 @@ pub(crate) fn run_pending_kills(py: Python<'_>) {
 /// Python reference (portal invariant).
 pub(crate) fn discard_parked_worker(mut worker: Box<FiberCore>) {
     debug_assert!(worker.worker.coro.is_null());
+    if worker.worker.bridge.has_runner() {
+        // A runner greenlet keeps part of its stack on this one and cannot be ended
+        // without running Python: leak both (the stack with the core's engine).
+        worker.worker.bridge.leak();
+        worker.snapshot = None;
+        drop(worker); // Drop leaks the suspended engine and its stack
+        return;
+    }
     worker.snapshot = None; // no references (context taken at park), raw pointers only
     if let Some(engine) = worker.engine.take() {
         // SAFETY: a parked worker's stack holds the native loop suspended in

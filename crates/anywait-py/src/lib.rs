@@ -16,6 +16,8 @@ mod fiber;
 #[cfg(not(anywait_unsupported))]
 mod finalizer;
 #[cfg(not(anywait_unsupported))]
+mod greenlet_bridge;
+#[cfg(not(anywait_unsupported))]
 mod portal;
 #[cfg(not(anywait_unsupported))]
 mod pyfiber;
@@ -60,6 +62,7 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
     unsafe { finalizer::install::<{ finalizer::PORTAL }>(portal_type, portal::finalize_portal) }
         .map_err(PyImportError::new_err)?;
     m.add_function(wrap_pyfunction!(portal::_make_portal, m)?)?;
+    m.add_function(wrap_pyfunction!(portal::_in_portal_step, m)?)?;
     m.add_function(wrap_pyfunction!(taskglue::_swap_c_task_coro, m)?)?;
     m.add("FiberExit", py.get_type::<errors::FiberExit>())?;
     Ok(())

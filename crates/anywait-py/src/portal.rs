@@ -34,6 +34,7 @@ use pyo3::prelude::*;
 use pyo3::{ffi, PyTraverseError, PyVisit};
 
 use crate::fiber::{self, Body, FiberCore, Msg, StepOutcome};
+use crate::greenlet_bridge;
 use crate::pystate;
 
 /// Idle workers kept per thread; more are retired when their step ends.
@@ -211,11 +212,17 @@ fn worker_main(py: Python<'_>, core: *mut FiberCore, first: Msg) -> Msg {
         let coro = unsafe { (*core).worker.coro };
         if coro.is_null() {
             drop(msg.map(|v| v.into_bound(py)));
+            greenlet_bridge::stop_runner(py, core);
             return Ok(py.None());
         }
         // SAFETY: `coro` is held by the portal running this step.
         let coro = unsafe { Bound::from_borrowed_ptr(py, coro) };
-        let (outcome, result) = run_step(py, &coro, msg);
+        // SAFETY: as above.
+        let top_level = unsafe { (*core).resumed_from_thread_stack() };
+        let (outcome, result) = match greenlet_bridge::loaded(py).filter(|_| top_level) {
+            Some(greenlet) => greenlet_bridge::run_step(py, core, &greenlet, &coro, msg),
+            None => run_step(py, &coro, msg),
+        };
         drop(coro);
         // SAFETY: as above.
         unsafe { (*core).worker.outcome = outcome };
@@ -224,7 +231,7 @@ fn worker_main(py: Python<'_>, core: *mut FiberCore, first: Msg) -> Msg {
 }
 
 /// One step of `coro`: `send(value)` or `throw(exc)`.
-fn run_step(py: Python<'_>, coro: &Bound<'_, PyAny>, msg: Msg) -> (StepOutcome, Msg) {
+pub(crate) fn run_step(py: Python<'_>, coro: &Bound<'_, PyAny>, msg: Msg) -> (StepOutcome, Msg) {
     match msg {
         Ok(value) => {
             let value = value.into_bound(py);
@@ -491,6 +498,13 @@ pub(crate) fn in_portal_step() -> bool {
     let core = fiber::current();
     // SAFETY: CURRENT holds only live running cores (fiber module invariant).
     !core.is_null() && unsafe { !(*core).worker.coro.is_null() }
+}
+
+/// Whether code calling this runs in a portal step (so `await_` works here): lets
+/// `with_portal_run*` skip making a nested portal, which would only add a fiber.
+#[pyfunction]
+pub(crate) fn _in_portal_step() -> bool {
+    in_portal_step()
 }
 
 /// Wraps a coroutine in a portal (used by loop glue written in Python).
