@@ -268,7 +268,8 @@ def test_async_iter_refuses_what_async_for_refuses() -> None:
 
 
 async def spawn_all(backend: str, fns: list[Callable[[], Awaitable[Any]]]) -> None:
-    """Run ``fns`` as child tasks (a Trio nursery, an asyncio TaskGroup) to completion."""
+    """Run ``fns`` as child tasks (a Trio nursery; asyncio tasks, gathered: TaskGroup
+    cannot find a pure-Python parent task on 3.14) to completion."""
     if on_trio(backend):
         import trio
 
@@ -276,9 +277,8 @@ async def spawn_all(backend: str, fns: list[Callable[[], Awaitable[Any]]]) -> No
             for fn in fns:
                 nursery.start_soon(fn)
     else:
-        async with asyncio.TaskGroup() as group:
-            for fn in fns:
-                group.create_task(fn())
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*[loop.create_task(fn()) for fn in fns])
 
 
 def tree_scenario(backend: str, log: list[str]) -> Callable[[], Awaitable[None]]:

@@ -60,6 +60,13 @@ def decorate_as_sync(
     return decorate
 
 
+def _fully_qualified_name(cls: type) -> str:
+    """How 3.14 names a type in its error messages (``%T``)."""
+    if cls.__module__ in ("builtins", "__main__"):
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 _NOT_ASYNC_CM = "{!r} object does not support the asynchronous context manager protocol"
 
 
@@ -85,7 +92,8 @@ class async_context(Generic[T_co]):  # named like contextlib's helpers
         if sys.version_info >= (3, 14):
             if aexit is None or aenter is None:
                 missing = "__aexit__" if aexit is None else "__aenter__"
-                raise TypeError(f"{_NOT_ASYNC_CM.format(cls.__name__)} (missed {missing} method)")
+                name = _fully_qualified_name(cls)
+                raise TypeError(f"{_NOT_ASYNC_CM.format(name)} (missed {missing} method)")
         elif aenter is None:
             raise TypeError(_NOT_ASYNC_CM.format(cls.__name__))
         elif aexit is None:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from anywait import _glue, _tree
-from anywait._anywait import Portal, _make_portal
+from anywait._anywait import Portal, _in_portal_step, _make_portal
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -56,14 +56,20 @@ async def with_portal_run(
     async_fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
 ) -> T:
     """Run ``await async_fn(*args, **kwargs)`` inside a portal of its own, so that sync
-    code it calls may use `await_`; the task itself needs no portal."""
+    code it calls may use `await_`; the task itself needs no portal. Adds no schedule
+    point. Where `await_` already works (the task has a portal), it just awaits."""
+    if _in_portal_step():
+        return await async_fn(*args, **kwargs)
     result: T = await _make_portal(async_fn(*args, **kwargs))
     return result
 
 
 async def with_portal_run_sync(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Call the sync function ``fn(*args, **kwargs)`` inside a portal, so that it (and
-    anything it calls) may use `await_`."""
+    anything it calls) may use `await_`. Adds no schedule point. Where `await_` already
+    works (the task has a portal), it just calls ``fn``."""
+    if _in_portal_step():
+        return fn(*args, **kwargs)
 
     async def call() -> T:
         return fn(*args, **kwargs)

@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from anywait import _glue
-from anywait._anywait import Portal, _make_portal
+from anywait._anywait import Portal, _in_portal_step, _make_portal
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -70,6 +70,8 @@ async def with_portal_run_tree(
     schedule point. ``trio.run(with_portal_run_tree, main)`` gives `await_` to the
     whole program but Trio's system tasks; so does ``anywait.run(main)``."""
     with portals_for_children():
+        if _in_portal_step():
+            return await async_fn(*args, **kwargs)
         result: T = await _make_portal(async_fn(*args, **kwargs))
         return result
 
