@@ -375,14 +375,33 @@ impl Portal {
         forward(self.coro.bind(py), &["cr_code", "gi_code"])
     }
 
+    /// True while a step runs. A coroutine blocked in `await_` is *executing* to
+    /// CPython (its frame is on the worker's stack), but to the loop the task is
+    /// suspended, as it would be at a native `await`: the portal reports that.
     #[getter]
     fn cr_running(&self, py: Python<'_>) -> PyResult<bool> {
         // SAFETY: GIL held (a read).
-        let running = unsafe { (*self.state.get()).running };
-        Ok(running
-            || forward(self.coro.bind(py), &["cr_running", "gi_running"])?
-                .bind(py)
-                .is_truthy()?)
+        let state = unsafe { &*self.state.get() };
+        if state.running || state.worker.is_some() {
+            return Ok(state.running);
+        }
+        forward(self.coro.bind(py), &["cr_running", "gi_running"])?
+            .bind(py)
+            .is_truthy()
+    }
+
+    /// True between steps of a started coroutine (also while blocked in `await_`), as
+    /// for a native coroutine; `inspect.getcoroutinestate()` reads it.
+    #[getter]
+    fn cr_suspended(&self, py: Python<'_>) -> PyResult<bool> {
+        // SAFETY: GIL held (a read).
+        let state = unsafe { &*self.state.get() };
+        if state.running || state.worker.is_some() {
+            return Ok(!state.running);
+        }
+        forward(self.coro.bind(py), &["cr_suspended", "gi_suspended"])?
+            .bind(py)
+            .is_truthy()
     }
 
     #[getter]
