@@ -122,4 +122,20 @@ for t in threads:
 for t in threads:
     t.join()
 run_loop()
+
+
+async def stray_switch():
+    """Code that switches to the parent of the greenlet running the step (thinking it
+    is its own greenlet) fails that task with a RuntimeError; the program goes on."""
+    await anywait.ensure_portal()
+    greenlet.getcurrent().parent.switch("not anywait's message")
+
+
+try:
+    anywait.run(stray_switch, backend=backend)
+    stray_error = "the stray switch went unnoticed"
+except RuntimeError as exc:
+    stray_error = str(exc)
+assert "switched into anywait's step machinery" in stray_error, stray_error
+run_loop()
 print("ok", backend)

@@ -76,6 +76,15 @@ impl Bridge {
     }
 }
 
+impl Drop for Bridge {
+    /// A runner still here was not ended by `stop_runner`: its stack slice belongs to a
+    /// worker that is being leaked or abandoned. Releasing it would make greenlet kill
+    /// it, switching onto that stack from wherever we are: it is leaked instead.
+    fn drop(&mut self) {
+        self.leak();
+    }
+}
+
 fn pack(py: Python<'_>, msg: Msg) -> PyResult<Bound<'_, PyAny>> {
     let (ok, value) = match msg {
         Ok(value) => (true, value.into_bound(py)),
@@ -150,9 +159,24 @@ fn bridged_step(
     let job = (coro, pack(py, msg)?, context).into_pyobject(py)?;
     let mut reply = runner.call_method1(intern!(py, "switch"), (job,));
     let result = loop {
-        let (tag, payload, sender): (u8, Bound<'_, PyAny>, Bound<'_, PyAny>) = match reply {
-            Ok(reply) => reply.extract()?,
-            Err(err) => break Err(err),
+        let parts = reply.and_then(|r| {
+            r.extract::<(u8, Bound<'_, PyAny>, Bound<'_, PyAny>)>()
+                .map_err(|_| {
+                    PyRuntimeError::new_err(
+                        "a greenlet switched into anywait's step machinery (the parent of \
+                         the greenlet running a portal step) with a value of its own; \
+                         the step is abandoned",
+                    )
+                })
+        });
+        let (tag, payload, sender) = match parts {
+            Ok(parts) => parts,
+            Err(err) => {
+                // The runner is stuck somewhere in user code: never resume it again.
+                // SAFETY: as above.
+                unsafe { (*core).worker.bridge.runner.take().map(std::mem::forget) };
+                break Err(err);
+            }
         };
         if tag == DONE {
             let outcome = match sender.extract::<u8>()? {
