@@ -20,6 +20,10 @@
 //! greenlet, which does not live on this worker's stack, so it runs unbridged (a trap
 //! there returns to the outer step, where the current greenlet is at home anyway).
 
+use std::ffi::c_int;
+use std::ptr;
+use std::sync::OnceLock;
+
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::{ffi, intern};
@@ -30,17 +34,95 @@ use crate::fiber::{self, FiberCore, Msg, StepOutcome};
 const DONE: u8 = 0;
 const TRAP: u8 = 1;
 
-/// The greenlet module if it has been imported, else None (nothing to bridge).
-pub(crate) fn loaded(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
-    // SAFETY: GIL held; returns a new reference, or NULL (with an error only if the
-    // lookup itself failed, which we clear: then there is no greenlet to bridge).
+/// The part of greenlet's C API (capsule `greenlet._C_API`, the same slots since
+/// greenlet 2.0) that the bridge uses.
+#[derive(Clone, Copy)]
+pub(crate) struct Api {
+    new: NewFn,
+    get_current: GetCurrentFn,
+    switch: SwitchFn,
+    set_parent: SetParentFn,
+    active: ActiveFn,
+    get_parent: GetParentFn,
+}
+
+type Obj = *mut ffi::PyObject;
+type NewFn = unsafe extern "C" fn(Obj, Obj) -> Obj;
+type GetCurrentFn = unsafe extern "C" fn() -> Obj;
+type SwitchFn = unsafe extern "C" fn(Obj, Obj, Obj) -> Obj;
+type SetParentFn = unsafe extern "C" fn(Obj, Obj) -> c_int;
+type ActiveFn = unsafe extern "C" fn(Obj) -> c_int;
+type GetParentFn = unsafe extern "C" fn(Obj) -> Obj;
+
+// SAFETY: function pointers into the greenlet extension, which is never unloaded.
+unsafe impl Send for Api {}
+// SAFETY: as above.
+unsafe impl Sync for Api {}
+
+static API: OnceLock<Api> = OnceLock::new();
+
+/// greenlet's C API if the greenlet module has been imported, else None (then no
+/// greenlet can exist, and there is nothing to bridge).
+pub(crate) fn api(py: Python<'_>) -> Option<Api> {
+    if let Some(api) = API.get() {
+        return Some(*api);
+    }
+    // SAFETY: GIL held; a new reference, or NULL (with an error only if the lookup
+    // itself failed, which we clear: then there is no greenlet to bridge).
     let module = unsafe { ffi::PyImport_GetModule(intern!(py, "greenlet").as_ptr()) };
     if module.is_null() {
         drop(PyErr::take(py));
         return None;
     }
-    // SAFETY: a new reference.
-    Some(unsafe { Bound::from_owned_ptr(py, module) })
+    // SAFETY: a new reference, released at the end of this scope.
+    drop(unsafe { Bound::from_owned_ptr(py, module) });
+    // SAFETY: GIL held; the module is imported, so this only reads its attribute.
+    let table = unsafe { ffi::PyCapsule_Import(c"greenlet._C_API".as_ptr(), 0) }
+        .cast::<*mut std::ffi::c_void>();
+    if table.is_null() {
+        // Still importing (or not a greenlet we know): no greenlet can run yet.
+        drop(PyErr::take(py));
+        return None;
+    }
+    // SAFETY: the capsule holds greenlet's API table; slots 3..=11 are these functions
+    // in every greenlet since 2.0 (greenlet.h: PyGreenlet_New_NUM .. GET_PARENT_NUM).
+    let api = unsafe {
+        let slot = |n: usize| *table.add(n);
+        Api {
+            new: std::mem::transmute::<*mut std::ffi::c_void, NewFn>(slot(3)),
+            get_current: std::mem::transmute::<*mut std::ffi::c_void, GetCurrentFn>(slot(4)),
+            switch: std::mem::transmute::<*mut std::ffi::c_void, SwitchFn>(slot(6)),
+            set_parent: std::mem::transmute::<*mut std::ffi::c_void, SetParentFn>(slot(7)),
+            active: std::mem::transmute::<*mut std::ffi::c_void, ActiveFn>(slot(10)),
+            get_parent: std::mem::transmute::<*mut std::ffi::c_void, GetParentFn>(slot(11)),
+        }
+    };
+    Some(*API.get_or_init(|| api))
+}
+
+impl Api {
+    fn current<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        // SAFETY: GIL held; a new reference or NULL with an exception.
+        unsafe { Bound::from_owned_ptr_or_err(py, (self.get_current)()) }
+    }
+
+    /// `g.switch(arg)`.
+    fn switch<'py>(
+        &self,
+        g: &Bound<'py, PyAny>,
+        arg: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = g.py();
+        let args = pyo3::types::PyTuple::new(py, [arg])?;
+        // SAFETY: GIL held; `g` is a greenlet (made or returned by greenlet itself),
+        // `args` a tuple; returns a new reference or NULL with an exception.
+        unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                (self.switch)(g.as_ptr(), args.as_ptr(), ptr::null_mut()),
+            )
+        }
+    }
 }
 
 /// Per-worker bridge state (in the worker's slot); references are owned.
@@ -107,46 +189,60 @@ fn unpack(packed: &Bound<'_, PyAny>) -> Msg {
 pub(crate) fn run_step(
     py: Python<'_>,
     core: *mut FiberCore,
-    greenlet: &Bound<'_, PyAny>,
+    api: Api,
     coro: &Bound<'_, PyAny>,
     msg: Msg,
 ) -> (StepOutcome, Msg) {
-    match bridged_step(py, core, greenlet, coro, msg) {
+    match bridged_step(py, core, api, coro, msg) {
         Ok(done) => done,
         Err(err) => (StepOutcome::Raised, Err(err)),
     }
 }
 
+/// The worker's runner greenlet, made if needed, with `current` as its parent.
+fn runner<'py>(
+    py: Python<'py>,
+    core: *mut FiberCore,
+    api: Api,
+    current: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: `core` is the running worker; short accesses, no other reference live.
+    if let Some(runner) = unsafe { (*core).worker.bridge.runner.as_ref() } {
+        let runner = runner.bind(py).clone();
+        // SAFETY: GIL held; `runner` is a greenlet.
+        if unsafe { (api.active)(runner.as_ptr()) } != 0 {
+            // SAFETY: as above; a new reference or NULL (no parent).
+            let parent =
+                unsafe { Bound::from_owned_ptr_or_opt(py, (api.get_parent)(runner.as_ptr())) };
+            if !parent.is_some_and(|p| p.is(current)) {
+                // SAFETY: as above; `current` is a greenlet of this thread.
+                if unsafe { (api.set_parent)(runner.as_ptr(), current.as_ptr()) } < 0 {
+                    return Err(PyErr::fetch(py));
+                }
+            }
+            return Ok(runner);
+        }
+    }
+    let body = wrap_pyfunction!(_greenlet_runner, py)?;
+    // SAFETY: GIL held; greenlet(run=body, parent=current): a new reference or NULL.
+    let runner =
+        unsafe { Bound::from_owned_ptr_or_err(py, (api.new)(body.as_ptr(), current.as_ptr())) }?;
+    // SAFETY: as above.
+    unsafe { (*core).worker.bridge.runner = Some(runner.clone().unbind()) };
+    Ok(runner)
+}
+
 fn bridged_step(
     py: Python<'_>,
     core: *mut FiberCore,
-    greenlet: &Bound<'_, PyAny>,
+    api: Api,
     coro: &Bound<'_, PyAny>,
     msg: Msg,
 ) -> PyResult<(StepOutcome, Msg)> {
-    let current = greenlet.call_method0(intern!(py, "getcurrent"))?;
-    // SAFETY: `core` is the running worker; short accesses, no other reference live.
-    let runner = match unsafe { (*core).worker.bridge.runner.as_ref() } {
-        Some(runner) if !runner.bind(py).getattr(intern!(py, "dead"))?.is_truthy()? => {
-            let runner = runner.bind(py).clone();
-            if !runner.getattr(intern!(py, "parent"))?.is(&current) {
-                runner.setattr(intern!(py, "parent"), &current)?;
-            }
-            runner
-        }
-        _ => {
-            let body = wrap_pyfunction!(_greenlet_runner, py)?;
-            let runner = greenlet
-                .getattr(intern!(py, "greenlet"))?
-                .call1((body, &current))?;
-            // SAFETY: as above.
-            unsafe { (*core).worker.bridge.runner = Some(runner.clone().unbind()) };
-            runner
-        }
-    };
+    let current = api.current(py)?;
+    let runner = runner(py, core, api, &current)?;
     // The step runs in the task's context, as an unbridged step would: the runner
-    // adopts it (a greenlet may only set its context from its own thread, and one that
-    // has not started yet has none).
+    // adopts it (a greenlet has a context of its own).
     let context = crate::pystate::current_context();
     let context = if context.is_null() {
         py.None().into_bound(py)
@@ -156,8 +252,10 @@ fn bridged_step(
     };
     // SAFETY: as above.
     unsafe { (*core).worker.bridge.loop_greenlet = Some(current.unbind()) };
-    let job = (coro, pack(py, msg)?, context).into_pyobject(py)?;
-    let mut reply = runner.call_method1(intern!(py, "switch"), (job,));
+    let job = (coro, pack(py, msg)?, context)
+        .into_pyobject(py)?
+        .into_any();
+    let mut reply = api.switch(&runner, job);
     let result = loop {
         let parts = reply.and_then(|r| {
             r.extract::<(u8, Bound<'_, PyAny>, Bound<'_, PyAny>)>()
@@ -191,7 +289,7 @@ fn bridged_step(
         // SAFETY: as above.
         unsafe { (*core).worker.outcome = StepOutcome::Trap };
         let answer = fiber::suspend_msg(Ok(payload.unbind()));
-        reply = sender.call_method1(intern!(py, "switch"), (pack(py, answer)?,));
+        reply = pack(py, answer).and_then(|answer| api.switch(&sender, answer));
     };
     // SAFETY: as above.
     let loop_greenlet = unsafe { (*core).worker.bridge.loop_greenlet.take() };
@@ -211,16 +309,15 @@ pub(crate) fn forward_trap<'py>(
         return Err(trap);
     };
     let loop_greenlet = loop_greenlet.bind(py).clone();
-    let Some(greenlet) = loaded(py) else {
+    let Some(api) = api(py) else {
         return Ok(Err(PyRuntimeError::new_err(
-            "the greenlet module disappeared during a bridged step",
+            "greenlet's C API disappeared during a bridged step",
         )));
     };
-    let sender = match greenlet.call_method0(intern!(py, "getcurrent")) {
-        Ok(sender) => sender,
-        Err(err) => return Ok(Err(err)),
-    };
-    let reply = loop_greenlet.call_method1(intern!(py, "switch"), ((TRAP, trap, sender),));
+    let message = api
+        .current(py)
+        .and_then(|sender| Ok((TRAP, trap, sender).into_pyobject(py)?.into_any()));
+    let reply = message.and_then(|m| api.switch(&loop_greenlet, m));
     Ok(reply.and_then(|packed| unpack(&packed)))
 }
 
@@ -234,12 +331,16 @@ fn _greenlet_runner(py: Python<'_>, job: Bound<'_, PyAny>) -> PyResult<()> {
         }
         let (coro, packed, context): (Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyAny>) =
             job.extract()?;
-        if !context.is_none() {
-            let this = loaded(py)
-                .ok_or_else(|| PyRuntimeError::new_err("greenlet is not loaded"))?
-                .call_method0(intern!(py, "getcurrent"))?;
-            this.setattr(intern!(py, "gr_context"), context)?;
-        }
+        let context = if context.is_none() {
+            ptr::null_mut()
+        } else {
+            context.into_ptr()
+        };
+        // SAFETY: GIL held; `context` is a new reference to a Context (or null), which
+        // the thread state takes over; the old one is ours to release.
+        let old = unsafe { crate::pystate::replace_live_context(context) };
+        // SAFETY: as above.
+        unsafe { ffi::Py_XDECREF(old) };
         let (outcome, result) = crate::portal::run_step(py, &coro, unpack(&packed));
         drop(coro);
         let code: u8 = match outcome {
@@ -255,8 +356,11 @@ fn _greenlet_runner(py: Python<'_>, job: Bound<'_, PyAny>) -> PyResult<()> {
             .ok_or_else(|| {
                 PyRuntimeError::new_err("anywait greenlet runner resumed outside a step")
             })?;
-        let done = (DONE, pack(py, result)?, code);
-        job = loop_greenlet.call_method1(intern!(py, "switch"), (done,))?;
+        let done = (DONE, pack(py, result)?, code)
+            .into_pyobject(py)?
+            .into_any();
+        let api = api(py).ok_or_else(|| PyRuntimeError::new_err("greenlet is not loaded"))?;
+        job = api.switch(&loop_greenlet, done)?;
     }
 }
 
@@ -268,17 +372,19 @@ pub(crate) fn stop_runner(py: Python<'_>, core: *mut FiberCore) {
         return;
     };
     let runner = runner.into_bound(py);
-    let alive = runner
-        .getattr(intern!(py, "dead"))
-        .and_then(|d| d.is_truthy())
-        .map(|dead| !dead)
-        .unwrap_or(false);
+    let Some(api) = api(py) else {
+        return;
+    };
+    // SAFETY: GIL held; `runner` is a greenlet.
+    let alive = unsafe { (api.active)(runner.as_ptr()) } != 0;
     if alive {
-        let current = loaded(py).and_then(|g| g.call_method0(intern!(py, "getcurrent")).ok());
-        if let Some(current) = current {
-            let _ = runner.setattr(intern!(py, "parent"), current);
+        if let Ok(current) = api.current(py) {
+            // SAFETY: GIL held; both are greenlets of this thread.
+            if unsafe { (api.set_parent)(runner.as_ptr(), current.as_ptr()) } < 0 {
+                drop(PyErr::take(py));
+            }
         }
-        if let Err(err) = runner.call_method1(intern!(py, "switch"), (py.None(),)) {
+        if let Err(err) = api.switch(&runner, py.None().into_bound(py)) {
             err.write_unraisable(py, Some(&runner));
         }
     }

@@ -219,8 +219,8 @@ fn worker_main(py: Python<'_>, core: *mut FiberCore, first: Msg) -> Msg {
         let coro = unsafe { Bound::from_borrowed_ptr(py, coro) };
         // SAFETY: as above.
         let top_level = unsafe { (*core).resumed_from_thread_stack() };
-        let (outcome, result) = match greenlet_bridge::loaded(py).filter(|_| top_level) {
-            Some(greenlet) => greenlet_bridge::run_step(py, core, &greenlet, &coro, msg),
+        let (outcome, result) = match greenlet_bridge::api(py).filter(|_| top_level) {
+            Some(api) => greenlet_bridge::run_step(py, core, api, &coro, msg),
             None => run_step(py, &coro, msg),
         };
         drop(coro);

@@ -311,6 +311,22 @@ pub(crate) fn current_context() -> *mut ffi::PyObject {
     get!(ts, context)
 }
 
+/// Makes `context` (a new reference) the running code's context, as assigning the
+/// running greenlet's `gr_context` does, and returns the old one (owned, may be null).
+///
+/// # Safety
+/// The GIL is held and `context` is a `contextvars.Context` or null.
+pub(crate) unsafe fn replace_live_context(context: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: no preconditions; with the GIL held this is the current state.
+    let ts = unsafe { ffi::compat::PyThreadState_GetUnchecked() };
+    let old: *mut ffi::PyObject = get!(ts, context);
+    set!(ts, context, context);
+    // ContextVar.get caches values per (thread, context version), as in `swap`.
+    let ver: u64 = get!(ts, context_ver);
+    set!(ts, context_ver, ver.wrapping_add(1));
+    old
+}
+
 /// The C recursion budget for a fiber stack: CPython's default budget, which is sized
 /// for an 8 MiB stack, scaled to this stack's size.
 #[cfg(all(Py_3_12, not(Py_3_14)))]
