@@ -18,7 +18,7 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/interpreters.sh"
 
 LINT_PY=${LINT_PY:-3.11.7}      # the venv (test extra) that runs ruff and mypy and feeds clippy's PYO3_PYTHON
-BENCH=${BENCH:-benches/bench_fiber.py}
+BENCH=${BENCH:-benches/bench_fiber.py benches/bench_portal.py}  # one or more, space-separated
 BENCH_ARGS=${BENCH_ARGS:-}      # e.g. --quick
 export RUFF_CACHE_DIR=$CACHE/ruff-cache MYPY_CACHE_DIR=$CACHE/mypy-cache
 
@@ -77,11 +77,14 @@ demo() {
 
 bench() {
   log "bench"
-  [ -f "$ROOT/$BENCH" ] || { record bench 1 "$BENCH does not exist"; return; }
+  local b
+  for b in $BENCH; do [ -f "$ROOT/$b" ] || { record bench 1 "$b does not exist"; return; }; done
   release_venv bench || { record bench 1 "install failed"; return; }
-  # shellcheck disable=SC2086
-  timed "python $BENCH $BENCH_ARGS" in_dir "$ROOT" "$VENV/bin/python" "$BENCH" $BENCH_ARGS
-  record bench $?
+  for b in $BENCH; do
+    # shellcheck disable=SC2086
+    timed "python $b $BENCH_ARGS" in_dir "$ROOT" "$VENV/bin/python" "$b" $BENCH_ARGS
+    record "bench:$(basename "$b" .py)" $?
+  done
 }
 
 clean() { # only what these scripts make, whatever ANYWAIT_CACHE points at
