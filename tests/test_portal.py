@@ -29,7 +29,6 @@ from portal_harness import (
     current_asyncio_task,
     current_task,
     current_task_coro,
-    family,
     has_cancel_scopes,
     make_event,
     move_on_after,
@@ -421,30 +420,9 @@ def test_keyboard_interrupt_propagates_out_of_await_(backend: str) -> None:
 
 
 @pytest.mark.parametrize("state", ["blocked", "scheduled"])
-def test_has_portal_and_bestow_portal_on_another_task(
-    backend: str, state: str, request: pytest.FixtureRequest
-) -> None:
+def test_has_portal_and_bestow_portal_on_another_task(backend: str, state: str) -> None:
     """bestow_portal gives a task that is blocked (waiting for an event) or scheduled
     (ready to run its next step) a portal from its next step on."""
-    if backend == "asyncio-pytask":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="_glue.backend_of accepts only asyncio.Task (the C class) and Trio "
-                "tasks; the pure-Python asyncio.tasks._PyTask is no subclass of it, so "
-                "has_portal(task) and bestow_portal(task) raise TypeError",
-            )
-        )
-    elif state == "scheduled" and family(backend) == "trio":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="Trio's reschedule() binds task.coro.send into task._next_send_fn "
-                "when it schedules a task; _glue.install_portal replaces task.coro but "
-                "not that bound method, so a task bestowed a portal while scheduled runs "
-                "its next step without it (await_ raises 'needs a portal')",
-            )
-        )
 
     async def value() -> str:
         await sleep(backend, 0)

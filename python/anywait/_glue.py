@@ -4,7 +4,8 @@ The event loop drives a task by calling ``send``/``throw`` on the task's corouti
 give a task a portal we replace that coroutine with a :class:`Portal` wrapping it:
 
 * Trio: ``task.coro`` is a plain attribute. The run loop binds ``task.coro.send`` each
-  time it reschedules the task, so the portal takes over from the next step.
+  time it reschedules the task, so the portal takes over from the next step (for a task
+  that is already scheduled, the bound method is rebound too).
 * asyncio, pure-Python ``Task``: ``task._coro`` is read on every step.
 * asyncio, C ``Task`` (also what uvloop uses): the coroutine lives in a private struct
   field; ``_swap_c_task_coro`` locates it at run time and replaces it (see
@@ -60,7 +61,7 @@ def current_task() -> tuple[Any, Backend]:
 
 
 def backend_of(task: Any) -> Backend:
-    if isinstance(task, asyncio.Task):
+    if isinstance(task, (asyncio.Task, _PY_TASK)):
         return "asyncio"
     trio = sys.modules.get("trio")
     if trio is not None and isinstance(task, trio.lowlevel.Task):
@@ -87,6 +88,12 @@ def install_portal(task: Any, backend: Backend) -> bool:
     portal = _make_portal(coro)
     if backend == "trio":
         task.coro = portal
+        # A task that is already scheduled has its next step bound: Trio's reschedule()
+        # stores `task.coro.send` (or `.throw`) in `_next_send_fn`. Rebind it to the
+        # portal, or that step would run without it.
+        next_send_fn: Any = getattr(task, "_next_send_fn", None)
+        if getattr(next_send_fn, "__self__", None) is coro:
+            task._next_send_fn = getattr(portal, next_send_fn.__name__)
     elif isinstance(task, _PY_TASK):
         task._coro = portal
     else:
