@@ -803,16 +803,6 @@ def test_greenlet_await__inside_greenlets_of_concurrent_tasks(
     greenlet_scenario(case)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQLAlchemy's greenlet_spawn awaits natively between switches into its child "
-    "greenlet, so each switch happens in a new portal step, and a step runs on whichever "
-    "worker fiber is idle. The child was created in a step on worker F (parent: F's "
-    "runner greenlet, stack_stop on F's stack); with F held by a task blocked in await_, "
-    "the next step runs on worker G, and child.switch() makes greenlet save the current "
-    "stack from G's stack pointer up to the child's stack_stop on F (memcpy across "
-    "unrelated mappings in StackState::copy_stack_to_heap_up_to): segmentation fault",
-)
 def test_greenlet_sqlalchemy_pattern_with_concurrent_portal_tasks(
     greenlet_scenario: Callable[..., list[str]],
 ) -> None:

@@ -15,6 +15,12 @@
 //! always waiting in the worker loop (never in user code); the worker forwards the trap,
 //! and switches back into the greenlet that raised it with the loop's answer.
 //!
+//! Greenlets made in a step live on its worker's stack (greenlet restores a greenlet's
+//! saved stack to the addresses it ran at), so a portal whose steps ran here keeps this
+//! worker for all its later steps (`PortalState::pinned`): a greenlet that
+//! SQLAlchemy's `greenlet_spawn` resumes in a later step is then resumed on its own
+//! stack, whatever other tasks hold meanwhile.
+//!
 //! Only when the greenlet module is loaded, and only for steps started from the thread's
 //! own stack: a step of a portal nested in another step is resumed from that step's
 //! greenlet, which does not live on this worker's stack, so it runs unbridged (a trap

@@ -75,6 +75,11 @@ pub(crate) struct Portal {
 struct PortalState {
     /// The worker of the open step, if a step is open.
     worker: Option<Box<FiberCore>>,
+    /// A parked worker kept for this portal's next steps: once its steps ran inside
+    /// greenlet (see `greenlet_bridge`), greenlets they made live on its stack, and
+    /// switching into one from another stack would be fatal, so the portal's steps
+    /// stay on this worker.
+    pinned: Option<Box<FiberCore>>,
     /// True while a step runs (re-entrant send is an error, as for coroutines).
     running: bool,
 }
@@ -91,6 +96,7 @@ impl Portal {
             coro,
             state: UnsafeCell::new(PortalState {
                 worker: None,
+                pinned: None,
                 running: false,
             }),
         }
@@ -105,9 +111,10 @@ impl Portal {
         if state.running {
             return Err(PyValueError::new_err("portal already executing"));
         }
-        let mut worker = match state.worker.take() {
-            Some(worker) => worker,
-            None => self.begin_step(py)?,
+        let mut worker = match (state.worker.take(), state.pinned.take()) {
+            (Some(worker), _) => worker,
+            (None, Some(pinned)) => self.bind(pinned),
+            (None, None) => self.begin_step(py)?,
         };
         state.running = true;
         let raw: *mut FiberCore = &mut *worker;
@@ -120,6 +127,10 @@ impl Portal {
         match worker.worker.outcome {
             StepOutcome::Trap => {
                 state.worker = Some(worker);
+                result
+            }
+            StepOutcome::Yielded if worker.worker.bridge.has_runner() => {
+                state.pinned = Some(park(py, worker));
                 result
             }
             StepOutcome::Yielded | StepOutcome::Raised => {
@@ -145,10 +156,15 @@ impl Portal {
     /// Takes a parked worker and points it at this portal's coroutine and at the
     /// caller's context.
     fn begin_step(&self, py: Python<'_>) -> PyResult<Box<FiberCore>> {
-        let mut worker = match IDLE.with(|idle| idle.borrow_mut().0.pop()) {
+        let worker = match IDLE.with(|idle| idle.borrow_mut().0.pop()) {
             Some(worker) => worker,
             None => new_worker(py)?,
         };
+        Ok(self.bind(worker))
+    }
+
+    /// Points a parked worker at this portal's coroutine and at the caller's context.
+    fn bind(&self, mut worker: Box<FiberCore>) -> Box<FiberCore> {
         worker.worker.coro = self.coro.as_ptr();
         let context = pystate::current_context();
         // SAFETY: GIL held; we hand the worker its own reference.
@@ -156,7 +172,7 @@ impl Portal {
         // The parked worker holds no context (end_step took it).
         let old = worker.replace_context(context);
         debug_assert!(old.is_null());
-        Ok(worker)
+        worker
     }
 }
 
@@ -172,13 +188,22 @@ fn new_worker(py: Python<'_>) -> PyResult<Box<FiberCore>> {
 }
 
 /// Parks (or retires) the worker of a step that has ended.
-fn end_step(py: Python<'_>, mut worker: Box<FiberCore>) {
+fn end_step(py: Python<'_>, worker: Box<FiberCore>) {
+    release(py, park(py, worker));
+}
+
+/// Unbinds the worker of an ended step: no coroutine, no context (module invariant).
+fn park(_py: Python<'_>, mut worker: Box<FiberCore>) -> Box<FiberCore> {
     worker.worker.coro = ptr::null_mut();
     worker.worker.outcome = StepOutcome::Idle;
-    // A parked worker holds no context (module invariant).
     let context = worker.replace_context(ptr::null_mut());
-    // SAFETY: GIL held; the reference was the worker's.
+    // SAFETY: GIL held (the token); the reference was the worker's.
     unsafe { ffi::Py_XDECREF(context) };
+    worker
+}
+
+/// Puts a parked worker in this thread's idle list, or retires it if the list is full.
+fn release(py: Python<'_>, worker: Box<FiberCore>) {
     let parked = IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         if idle.0.len() < IDLE_CAP {
@@ -467,6 +492,14 @@ impl Portal {
         let state = unsafe { &mut *self.state.get() };
         if state.running {
             return; // unreachable: a running step holds a reference to its portal
+        }
+        if let Some(pinned) = state.pinned.take() {
+            if pinned.on_owner_thread() {
+                release(py, pinned);
+            } else {
+                // Parked, but its runner greenlet can only be ended on its own thread.
+                fiber::abandon(py, pinned);
+            }
         }
         let suspended = match &state.worker {
             Some(worker) if !worker.on_owner_thread() => {
