@@ -447,3 +447,47 @@ def test_tree_scope_outside_a_task_raises() -> None:
         anywait.portals_for_children(),
     ):
         pass
+
+
+# --- with_portal_run_sync's call portal -----------------------------------------------
+
+
+def test_call_portal_runs_once_and_behaves_as_a_coroutine_would() -> None:
+    from anywait._anywait import _call_in_portal
+
+    calls: list[tuple[Any, ...]] = []
+
+    def record(*args: Any, **kwargs: Any) -> str:
+        calls.append((args, kwargs))
+        return "done"
+
+    portal = _call_in_portal(record, (1, 2), {"k": 3})
+    with pytest.raises(StopIteration) as stop:
+        portal.send(None)
+    assert stop.value.value == "done"
+    assert calls == [((1, 2), {"k": 3})]
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        portal.send(None)
+
+    unstarted = _call_in_portal(record, (), None)
+    with pytest.raises(KeyError):
+        unstarted.throw(KeyError("before start"))
+    _call_in_portal(record, (), None).close()
+    assert len(calls) == 1  # neither ran the function
+
+
+def test_with_portal_run_sync_traceback_goes_straight_into_the_function(backend: str) -> None:
+    def fails() -> None:
+        anywait.await_(sleep(backend, 0))
+        raise ValueError("from sync code")
+
+    async def main() -> list[str]:
+        import traceback
+
+        try:
+            await anywait.with_portal_run_sync(fails)
+        except ValueError as exc:
+            return [f.name for f in traceback.extract_tb(exc.__traceback__)]
+        return []
+
+    assert run(backend, main) == ["main", "with_portal_run_sync", "fails"]

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from anywait import _glue, _tree
-from anywait._anywait import Portal, _in_portal_step, _make_portal
+from anywait._anywait import Portal, _call_in_portal, _in_portal_step, _make_portal
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -70,11 +70,7 @@ async def with_portal_run_sync(fn: Callable[P, T], *args: P.args, **kwargs: P.kw
     works (the task has a portal), it just calls ``fn``."""
     if _in_portal_step():
         return fn(*args, **kwargs)
-
-    async def call() -> T:
-        return fn(*args, **kwargs)
-
-    result: T = await _make_portal(call())
+    result: T = await _call_in_portal(fn, args, kwargs)
     return result
 
 

@@ -11,7 +11,8 @@
 //! and catch panics at the boundary.
 //!
 //! `switch` is added to the `Fiber` type's dict as a method descriptor (which checks
-//! the type of `self` before calling us), `suspend` is a module-level builtin.
+//! the type of `self` before calling us), `suspend` is a module-level builtin. The same
+//! goes for `Portal.send`, which Trio calls once per step of every portal task.
 
 use std::ffi::CStr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -22,6 +23,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use crate::fiber;
+use crate::portal::Portal;
 use crate::pyfiber::PyFiber;
 
 /// A `PyMethodDef` that may live in a static (CPython reads it, never writes it).
@@ -186,6 +188,17 @@ unsafe extern "C" fn suspend_entry(
     }
 }
 
+static PORTAL_SEND_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"send".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunction: portal_send_entry,
+    },
+    ml_flags: ffi::METH_O,
+    ml_doc:
+        c"send($self, value, /)\n--\n\nRun the next step with `value`, as coroutine.send() does."
+            .as_ptr(),
+});
+
 fn def_ptr(def: &'static MethodDef) -> *mut ffi::PyMethodDef {
     ptr::from_ref(&def.0).cast_mut()
 }
@@ -200,6 +213,27 @@ unsafe extern "C" fn await_entry(
         // SAFETY: METH_O passes one borrowed argument.
         let aw = unsafe { Bound::from_borrowed_ptr(py, aw) };
         crate::awaiting::await_(py, &aw)
+    }));
+    finish(py, result)
+}
+
+/// `Portal.send(value)`: Trio drives each step through it.
+unsafe extern "C" fn portal_send_entry(
+    slf: *mut ffi::PyObject,
+    value: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the method descriptor checked that `slf` is a Portal; METH_O passes
+        // one borrowed argument.
+        let (slf, value) = unsafe {
+            (
+                Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Portal>(),
+                Bound::from_borrowed_ptr(py, value).unbind(),
+            )
+        };
+        slf.get().send_value(py, value)
     }));
     finish(py, result)
 }
@@ -285,5 +319,14 @@ pub(crate) fn install(module: &Bound<'_, PyModule>) -> PyResult<()> {
         )
     }?;
     module.add("await_", await_)?;
+    let portal = py.get_type::<Portal>();
+    // SAFETY: as for SWITCH_DEF, on the Portal type.
+    let send = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyDescr_NewMethod(portal.as_type_ptr(), def_ptr(&PORTAL_SEND_DEF)),
+        )
+    }?;
+    portal.setattr("send", send)?;
     Ok(())
 }

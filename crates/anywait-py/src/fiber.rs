@@ -118,6 +118,8 @@ pub(crate) struct WorkerSlot {
     pub coro: *mut ffi::PyObject,
     /// Set by the worker before every hand-back.
     pub outcome: StepOutcome,
+    /// Whether `coro` is a call portal's `(fn, args, kwargs)` (see `portal`).
+    pub call: bool,
     /// Greenlet state of the worker's steps (see `greenlet_bridge`).
     pub bridge: crate::greenlet_bridge::Bridge,
 }
@@ -244,6 +246,7 @@ impl FiberCore {
             worker: WorkerSlot {
                 coro: ptr::null_mut(),
                 outcome: StepOutcome::Idle,
+                call: false,
                 bridge: crate::greenlet_bridge::Bridge::new(),
             },
             context,

@@ -73,15 +73,21 @@ pub(crate) fn api(py: Python<'_>) -> Option<Api> {
     if let Some(api) = API.get() {
         return Some(*api);
     }
-    // SAFETY: GIL held; a new reference, or NULL (with an error only if the lookup
-    // itself failed, which we clear: then there is no greenlet to bridge).
-    let module = unsafe { ffi::PyImport_GetModule(intern!(py, "greenlet").as_ptr()) };
-    if module.is_null() {
-        drop(PyErr::take(py));
+    if !modules_may_have_changed(py) {
         return None;
     }
-    // SAFETY: a new reference, released at the end of this scope.
-    drop(unsafe { Bound::from_owned_ptr(py, module) });
+    // A bare lookup in the interpreter's module dict: no reference, no error
+    // (PyDict_GetItem swallows any).
+    // SAFETY: GIL held; the module dict is a borrowed reference owned by the interpreter.
+    let loaded = unsafe {
+        let modules = ffi::PyImport_GetModuleDict();
+        !modules.is_null()
+            && ffi::PyDict_Check(modules) != 0
+            && !ffi::PyDict_GetItem(modules, intern!(py, "greenlet").as_ptr()).is_null()
+    };
+    if !loaded {
+        return None;
+    }
     // SAFETY: GIL held; the module is imported, so this only reads its attribute.
     let table = unsafe { ffi::PyCapsule_Import(c"greenlet._C_API".as_ptr(), 0) }
         .cast::<*mut std::ffi::c_void>();
@@ -104,6 +110,74 @@ pub(crate) fn api(py: Python<'_>) -> Option<Api> {
         }
     };
     Some(*API.get_or_init(|| api))
+}
+
+/// Whether `sys.modules` may have changed since the last lookup found no greenlet.
+/// 3.12+ watch the module dict (any event sets a flag: no dependence on the event
+/// numbering), so a step pays a flag test instead of a dict lookup; 3.11, or no free
+/// watcher slot, always looks.
+#[cfg(Py_3_12)]
+fn modules_may_have_changed(_py: Python<'_>) -> bool {
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+    /// 0: not set up yet, 1: watching, 2: cannot watch (always look).
+    static WATCH: AtomicU8 = AtomicU8::new(0);
+    static CHANGED: AtomicBool = AtomicBool::new(true);
+
+    extern "C" {
+        fn PyDict_AddWatcher(
+            callback: unsafe extern "C" fn(c_int, Obj, Obj, Obj) -> c_int,
+        ) -> c_int;
+    }
+
+    unsafe extern "C" fn on_modules_event(
+        _event: c_int,
+        _dict: Obj,
+        _key: Obj,
+        _new: Obj,
+    ) -> c_int {
+        CHANGED.store(true, Ordering::Relaxed);
+        0
+    }
+
+    match WATCH.load(Ordering::Relaxed) {
+        1 => CHANGED.swap(false, Ordering::Relaxed),
+        2 => true,
+        _ => {
+            // SAFETY: GIL held (the token); the module dict is the interpreter's own.
+            let watching = unsafe {
+                let id = PyDict_AddWatcher(on_modules_event);
+                let modules = ffi::PyImport_GetModuleDict();
+                id >= 0 && !modules.is_null() && ffi::PyDict_Watch(id, modules) == 0
+            };
+            if !watching {
+                // SAFETY: GIL held; an error from a failed watcher set-up is dropped.
+                unsafe { ffi::PyErr_Clear() };
+            }
+            WATCH.store(if watching { 1 } else { 2 }, Ordering::Relaxed);
+            CHANGED.store(false, Ordering::Relaxed);
+            true
+        }
+    }
+}
+
+/// 3.11: the module dict's PEP 509 version tag changes with every modification.
+#[cfg(not(Py_3_12))]
+fn modules_may_have_changed(_py: Python<'_>) -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// The version at the last lookup (0: none yet; CPython's versions start at 1).
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    // SAFETY: GIL held (the token); the module dict is the interpreter's own, and a
+    // dict in 3.11 (checked) has the public `ma_version_tag` field.
+    let version = unsafe {
+        let modules = ffi::PyImport_GetModuleDict();
+        if modules.is_null() || ffi::PyDict_Check(modules) == 0 {
+            return true;
+        }
+        (*modules.cast::<ffi::PyDictObject>()).ma_version_tag
+    };
+    SEEN.swap(version, Ordering::Relaxed) != version
 }
 
 impl Api {
@@ -191,15 +265,19 @@ fn unpack(packed: &Bound<'_, PyAny>) -> Msg {
 }
 
 /// Runs one step of `coro` inside the worker's runner greenlet (see module docs).
-/// Called by the worker loop, running as the loop's greenlet.
+/// Called by the worker loop, running as the loop's greenlet. Never inlined: its frame
+/// would otherwise grow the worker loop's, and every step's stack with it.
+#[inline(never)]
+#[cold]
 pub(crate) fn run_step(
     py: Python<'_>,
     core: *mut FiberCore,
     api: Api,
     coro: &Bound<'_, PyAny>,
+    call: bool,
     msg: Msg,
 ) -> (StepOutcome, Msg) {
-    match bridged_step(py, core, api, coro, msg) {
+    match bridged_step(py, core, api, coro, call, msg) {
         Ok(done) => done,
         Err(err) => (StepOutcome::Raised, Err(err)),
     }
@@ -243,6 +321,7 @@ fn bridged_step(
     core: *mut FiberCore,
     api: Api,
     coro: &Bound<'_, PyAny>,
+    call: bool,
     msg: Msg,
 ) -> PyResult<(StepOutcome, Msg)> {
     let current = api.current(py)?;
@@ -258,7 +337,7 @@ fn bridged_step(
     };
     // SAFETY: as above.
     unsafe { (*core).worker.bridge.loop_greenlet = Some(current.unbind()) };
-    let job = (coro, pack(py, msg)?, context)
+    let job = (coro, pack(py, msg)?, context, call)
         .into_pyobject(py)?
         .into_any();
     let mut reply = api.switch(&runner, job);
@@ -335,8 +414,12 @@ fn _greenlet_runner(py: Python<'_>, job: Bound<'_, PyAny>) -> PyResult<()> {
         if job.is_none() {
             return Ok(());
         }
-        let (coro, packed, context): (Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyAny>) =
-            job.extract()?;
+        let (coro, packed, context, call): (
+            Bound<'_, PyAny>,
+            Bound<'_, PyAny>,
+            Bound<'_, PyAny>,
+            bool,
+        ) = job.extract()?;
         let context = if context.is_none() {
             ptr::null_mut()
         } else {
@@ -347,7 +430,7 @@ fn _greenlet_runner(py: Python<'_>, job: Bound<'_, PyAny>) -> PyResult<()> {
         let old = unsafe { crate::pystate::replace_live_context(context) };
         // SAFETY: as above.
         unsafe { ffi::Py_XDECREF(old) };
-        let (outcome, result) = crate::portal::run_step(py, &coro, unpack(&packed));
+        let (outcome, result) = crate::portal::run_step(py, &coro, call, unpack(&packed));
         drop(coro);
         let code: u8 = match outcome {
             StepOutcome::Yielded => 0,

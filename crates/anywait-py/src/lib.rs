@@ -54,14 +54,16 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // only call.
     unsafe { finalizer::install::<{ finalizer::FIBER }>(fiber_type, pyfiber::finalize_fiber) }
         .map_err(PyImportError::new_err)?;
-    fastpath::install(m)?;
     m.add_function(wrap_pyfunction!(pyfiber::current, m)?)?;
     m.add_class::<portal::Portal>()?;
     let portal_type = portal::Portal::type_object_raw(py);
     // SAFETY: as above, for the Portal class.
     unsafe { finalizer::install::<{ finalizer::PORTAL }>(portal_type, portal::finalize_portal) }
         .map_err(PyImportError::new_err)?;
+    portal::install_am_send(py)?;
+    fastpath::install(m)?;
     m.add_function(wrap_pyfunction!(portal::_make_portal, m)?)?;
+    m.add_function(wrap_pyfunction!(portal::_call_in_portal, m)?)?;
     m.add_function(wrap_pyfunction!(portal::_in_portal_step, m)?)?;
     m.add_function(wrap_pyfunction!(taskglue::_swap_c_task_coro, m)?)?;
     m.add("FiberExit", py.get_type::<errors::FiberExit>())?;

@@ -31,7 +31,7 @@ use std::ptr;
 
 use pyo3::exceptions::{PyGeneratorExit, PyRuntimeError, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
-use pyo3::{ffi, PyTraverseError, PyVisit};
+use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
 use crate::fiber::{self, Body, FiberCore, Msg, StepOutcome};
 use crate::greenlet_bridge;
@@ -68,8 +68,18 @@ extern "C" {
 /// A coroutine whose steps run on fibers, so that `anywait.await_` works inside it.
 #[pyclass(module = "anywait", name = "Portal", frozen, weakref)]
 pub(crate) struct Portal {
+    /// The coroutine; for a call portal, the tuple `(fn, args, kwargs)`.
     coro: Py<PyAny>,
+    /// A call portal runs one sync call, `fn(*args, **kwargs)`, as its only step
+    /// (`with_portal_run_sync` without a coroutine around the call).
+    call: bool,
     state: UnsafeCell<PortalState>,
+}
+
+/// What a step did: yielded (or raised: the `Msg` is an error), or returned.
+enum Advanced {
+    Yielded(Msg),
+    Returned(Py<PyAny>),
 }
 
 struct PortalState {
@@ -82,6 +92,8 @@ struct PortalState {
     pinned: Option<Box<FiberCore>>,
     /// True while a step runs (re-entrant send is an error, as for coroutines).
     running: bool,
+    /// True once a step returned or raised: the coroutine is done, nothing to finalize.
+    finished: bool,
 }
 
 // SAFETY: all access to `state` happens with the GIL held; a bound worker is only ever
@@ -92,12 +104,23 @@ unsafe impl Sync for Portal {}
 
 impl Portal {
     pub(crate) fn wrap(coro: Py<PyAny>) -> Self {
+        Self::new_inner(coro, false)
+    }
+
+    /// `send(value)` (installed as a direct method by `fastpath`).
+    pub(crate) fn send_value(&self, py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        self.step(py, Ok(value))
+    }
+
+    fn new_inner(coro: Py<PyAny>, call: bool) -> Self {
         Self {
             coro,
+            call,
             state: UnsafeCell::new(PortalState {
                 worker: None,
                 pinned: None,
                 running: false,
+                finished: false,
             }),
         }
     }
@@ -105,16 +128,39 @@ impl Portal {
     /// Runs one step (or continues the open one) with `msg`; returns what the step
     /// yields to the loop, or raises StopIteration(value) when the coroutine returns.
     fn step(&self, py: Python<'_>, msg: Msg) -> Msg {
+        match self.advance(py, msg) {
+            Advanced::Returned(value) => {
+                let value = value.into_bound(py);
+                // SAFETY: GIL held; sets StopIteration(value) as a coroutine would.
+                unsafe { _PyGen_SetStopIterationValue(value.as_ptr()) };
+                Err(PyErr::fetch(py))
+            }
+            Advanced::Yielded(msg) => msg,
+        }
+    }
+
+    /// A step, reporting a return as a value (what `am_send` hands back without
+    /// making a StopIteration).
+    fn advance(&self, py: Python<'_>, msg: Msg) -> Advanced {
         // SAFETY: GIL held; no other reference to the state is live (re-entry is
         // refused below before anything is touched).
         let state = unsafe { &mut *self.state.get() };
         if state.running {
-            return Err(PyValueError::new_err("portal already executing"));
+            return Advanced::Yielded(Err(PyValueError::new_err("portal already executing")));
+        }
+        if self.call && state.finished {
+            // What a finished coroutine says (a coroutine portal's coroutine says it).
+            return Advanced::Yielded(Err(PyRuntimeError::new_err(
+                "cannot reuse already awaited coroutine",
+            )));
         }
         let mut worker = match (state.worker.take(), state.pinned.take()) {
             (Some(worker), _) => worker,
             (None, Some(pinned)) => self.bind(pinned),
-            (None, None) => self.begin_step(py)?,
+            (None, None) => match self.begin_step(py) {
+                Ok(worker) => worker,
+                Err(err) => return Advanced::Yielded(Err(err)),
+            },
         };
         state.running = true;
         let raw: *mut FiberCore = &mut *worker;
@@ -127,28 +173,34 @@ impl Portal {
         match worker.worker.outcome {
             StepOutcome::Trap => {
                 state.worker = Some(worker);
-                result
+                Advanced::Yielded(result)
             }
             StepOutcome::Yielded if worker.worker.bridge.has_runner() => {
                 state.pinned = Some(park(py, worker));
-                result
+                Advanced::Yielded(result)
             }
-            StepOutcome::Yielded | StepOutcome::Raised => {
+            StepOutcome::Yielded => {
                 end_step(py, worker);
-                result
+                Advanced::Yielded(result)
+            }
+            StepOutcome::Raised => {
+                state.finished = true;
+                end_step(py, worker);
+                Advanced::Yielded(result)
             }
             StepOutcome::Returned => {
+                state.finished = true;
                 end_step(py, worker);
-                let value = result?.into_bound(py);
-                // SAFETY: GIL held; sets StopIteration(value) as a coroutine would.
-                unsafe { _PyGen_SetStopIterationValue(value.as_ptr()) };
-                Err(PyErr::fetch(py))
+                match result {
+                    Ok(value) => Advanced::Returned(value),
+                    Err(err) => Advanced::Yielded(Err(err)),
+                }
             }
             // `resume` refused before the worker ran (an error was already pending, say):
             // the worker is untouched, so it is parked again and the error returned.
             StepOutcome::Idle => {
                 end_step(py, worker);
-                result
+                Advanced::Yielded(result)
             }
         }
     }
@@ -166,6 +218,7 @@ impl Portal {
     /// Points a parked worker at this portal's coroutine and at the caller's context.
     fn bind(&self, mut worker: Box<FiberCore>) -> Box<FiberCore> {
         worker.worker.coro = self.coro.as_ptr();
+        worker.worker.call = self.call;
         let context = pystate::current_context();
         // SAFETY: GIL held; we hand the worker its own reference.
         unsafe { ffi::Py_XINCREF(context) };
@@ -244,9 +297,11 @@ fn worker_main(py: Python<'_>, core: *mut FiberCore, first: Msg) -> Msg {
         let coro = unsafe { Bound::from_borrowed_ptr(py, coro) };
         // SAFETY: as above.
         let top_level = unsafe { (*core).resumed_from_thread_stack() };
+        // SAFETY: as above.
+        let call = unsafe { (*core).worker.call };
         let (outcome, result) = match greenlet_bridge::api(py).filter(|_| top_level) {
-            Some(api) => greenlet_bridge::run_step(py, core, api, &coro, msg),
-            None => run_step(py, &coro, msg),
+            Some(api) => greenlet_bridge::run_step(py, core, api, &coro, call, msg),
+            None => run_step(py, &coro, call, msg),
         };
         drop(coro);
         // SAFETY: as above.
@@ -256,7 +311,15 @@ fn worker_main(py: Python<'_>, core: *mut FiberCore, first: Msg) -> Msg {
 }
 
 /// One step of `coro`: `send(value)` or `throw(exc)`.
-pub(crate) fn run_step(py: Python<'_>, coro: &Bound<'_, PyAny>, msg: Msg) -> (StepOutcome, Msg) {
+pub(crate) fn run_step(
+    py: Python<'_>,
+    coro: &Bound<'_, PyAny>,
+    call: bool,
+    msg: Msg,
+) -> (StepOutcome, Msg) {
+    if call {
+        return run_call(coro, msg);
+    }
     match msg {
         Ok(value) => {
             let value = value.into_bound(py);
@@ -282,6 +345,24 @@ pub(crate) fn run_step(py: Python<'_>, coro: &Bound<'_, PyAny>, msg: Msg) -> (St
             Thrown::Returned(v) => (StepOutcome::Returned, Ok(v)),
             Thrown::Raised(e) => (StepOutcome::Raised, Err(e)),
         },
+    }
+}
+
+/// The one step of a call portal: `fn(*args, **kwargs)`. An exception thrown in
+/// before it runs is raised, as by a coroutine that has not started.
+fn run_call(call: &Bound<'_, PyAny>, msg: Msg) -> (StepOutcome, Msg) {
+    let run = || -> PyResult<Py<PyAny>> {
+        msg?;
+        let (func, args, kwargs): (
+            Bound<'_, PyAny>,
+            Bound<'_, pyo3::types::PyTuple>,
+            Option<Bound<'_, pyo3::types::PyDict>>,
+        ) = call.extract()?;
+        Ok(func.call(args, kwargs.as_ref())?.unbind())
+    };
+    match run() {
+        Ok(value) => (StepOutcome::Returned, Ok(value)),
+        Err(err) => (StepOutcome::Raised, Err(err)),
     }
 }
 
@@ -329,10 +410,6 @@ impl Portal {
     #[getter]
     fn coro(&self, py: Python<'_>) -> Py<PyAny> {
         self.coro.clone_ref(py)
-    }
-
-    fn send(&self, py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
-        self.step(py, Ok(value))
     }
 
     #[pyo3(signature = (exc, value = None, traceback = None))]
@@ -464,6 +541,70 @@ fn forward(coro: &Bound<'_, PyAny>, names: &[&str]) -> PyResult<Py<PyAny>> {
     Ok(coro.py().None())
 }
 
+/// `am_send` of `Portal`: how CPython's own code (`await`/`yield from`, asyncio's C
+/// Task, `PyIter_Send`) drives it; a return is handed back as a value, with no
+/// StopIteration made and caught. Installed on the type at import (PyO3 has no
+/// `am_send`).
+pub(crate) unsafe extern "C" fn portal_am_send(
+    obj: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+    out: *mut *mut ffi::PyObject,
+) -> ffi::PySendResult {
+    // SAFETY: CPython calls slots with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: CPython passes a live object of our type and a borrowed argument
+        // (which may be NULL for "send None").
+        let (slf, value) = unsafe {
+            let slf = Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<Portal>();
+            let value = if arg.is_null() {
+                py.None()
+            } else {
+                Bound::from_borrowed_ptr(py, arg).unbind()
+            };
+            (slf, value)
+        };
+        slf.get().advance(py, Ok(value))
+    }));
+    match outcome {
+        Ok(Advanced::Returned(value)) => {
+            // SAFETY: the caller receives a new reference.
+            unsafe { *out = value.into_ptr() };
+            ffi::PySendResult::PYGEN_RETURN
+        }
+        Ok(Advanced::Yielded(Ok(value))) => {
+            // SAFETY: as above.
+            unsafe { *out = value.into_ptr() };
+            ffi::PySendResult::PYGEN_NEXT
+        }
+        Ok(Advanced::Yielded(Err(err))) => {
+            err.restore(py);
+            // SAFETY: NULL result with the exception set, as the protocol requires.
+            unsafe { *out = ptr::null_mut() };
+            ffi::PySendResult::PYGEN_ERROR
+        }
+        Err(_) => fiber::fatal("a panic inside Portal.am_send"),
+    }
+}
+
+/// Installs [`portal_am_send`] on the Portal type (which has `tp_as_async`, since
+/// PyO3 made it `am_await` for `__await__`).
+pub(crate) fn install_am_send(py: Python<'_>) -> PyResult<()> {
+    use pyo3::type_object::PyTypeInfo;
+    let tp = Portal::type_object_raw(py);
+    // SAFETY: our own heap type, before any instance exists; `tp_as_async` points
+    // into the heap type object, which CPython lets its creator fill in.
+    unsafe {
+        let slots = (*tp).tp_as_async;
+        if slots.is_null() {
+            return Err(PyRuntimeError::new_err("Portal has no tp_as_async"));
+        }
+        (*slots).am_send = Some(portal_am_send);
+        ffi::PyType_Modified(tp);
+    }
+    Ok(())
+}
+
 /// `tp_finalize` of `Portal` (see `finalizer`): a portal that becomes garbage while
 /// its coroutine is suspended closes the coroutine through a step, as CPython closes a
 /// suspended coroutine, so that `finally` blocks in sync frames blocked in `await_`
@@ -520,10 +661,10 @@ impl Portal {
             // own finalizer) only if nothing else holds the coroutine, so that code in
             // its `finally` blocks still runs inside the portal.
             // SAFETY: GIL held; the coroutine is alive (we hold it).
-            None if unsafe { ffi::Py_REFCNT(self.coro.as_ptr()) } == 1 => self
+            None if unsafe { ffi::Py_REFCNT(self.coro.as_ptr()) } == 1 && !state.finished => self
                 .coro
                 .bind(py)
-                .getattr("cr_suspended")
+                .getattr(intern!(py, "cr_suspended"))
                 .and_then(|v| v.is_truthy())
                 .unwrap_or(false),
             None => false,
@@ -557,6 +698,18 @@ pub(crate) fn in_portal_step() -> bool {
 #[pyfunction]
 pub(crate) fn _in_portal_step() -> bool {
     in_portal_step()
+}
+
+/// A portal whose one step calls `func(*args, **kwargs)` (`with_portal_run_sync`).
+#[pyfunction]
+pub(crate) fn _call_in_portal(
+    py: Python<'_>,
+    func: Bound<'_, PyAny>,
+    args: Bound<'_, pyo3::types::PyTuple>,
+    kwargs: Option<Bound<'_, pyo3::types::PyDict>>,
+) -> PyResult<Py<Portal>> {
+    let call = (func, args, kwargs).into_pyobject(py)?.into_any().unbind();
+    Py::new(py, Portal::new_inner(call, true))
 }
 
 /// Wraps a coroutine in a portal (used by loop glue written in Python).
