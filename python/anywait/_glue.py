@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import sys
+import types
+from collections.abc import Awaitable, Generator
 from typing import Any, Literal
 
 from anywait._anywait import Portal, _make_portal, _swap_c_task_coro
@@ -103,11 +105,19 @@ def install_portal(task: Any, backend: Backend) -> bool:
     return True
 
 
-async def checkpoint(backend: Backend) -> None:
-    """Yield to the event loop once, so that the task's next step runs in its portal."""
+@types.coroutine
+def _yield_to_asyncio() -> Generator[None, None, None]:
+    """What ``asyncio.sleep(0)`` does, without its two coroutine layers: a bare yield
+    makes the task reschedule itself."""
+    yield
+
+
+def checkpoint(backend: Backend) -> Awaitable[None]:
+    """Yield to the event loop once, so that the task's next step runs in its portal
+    (on Trio without being a cancellation point)."""
     if backend == "trio":
         import trio
 
-        await trio.lowlevel.cancel_shielded_checkpoint()
-    else:
-        await asyncio.sleep(0)
+        checkpoint: Awaitable[None] = trio.lowlevel.cancel_shielded_checkpoint()
+        return checkpoint
+    return _yield_to_asyncio()
