@@ -28,7 +28,7 @@ test-host: ## pytest on pyenv 3.11.7, 3.12.1, 3.13.0 (PY=3.12.1 for one)
 test-chroots: ## pytest on Debian's 3.11d, 3.13, 3.13d, 3.14, 3.14d (PY=python3.14d or PY=trixie)
 	@$(CI_SH) test-chroots
 
-bench: ## release build into a venv with the bench extra, run benches/bench_fiber.py (BENCH_ARGS=--quick)
+bench: ## release build into a venv with the bench extra, run benches/bench_fiber.py and bench_portal.py (BENCH_ARGS=--quick)
 	@$(CI_SH) bench
 
 clean: ## delete venvs, cargo target dirs and built extensions (keeps the chroots)
