@@ -4,6 +4,7 @@ keeping greenlet's per-thread state in step with the fibers is a crash."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -28,4 +29,26 @@ def test_await__inside_greenlets_of_many_tasks_at_once(
         pytest.skip(reason)
     result = run_scenario("greenlet_bridge", backend)
     assert result.stdout.strip().endswith(f"ok {backend}")
+    assert result.stderr == ""
+
+
+def test_greenlet_imported_while_portal_tasks_run(run_scenario: Callable[..., Any]) -> None:
+    reason = missing("greenlet")
+    if reason is not None:
+        pytest.skip(reason)
+    result = run_scenario("greenlet_late_import")
+    assert result.stdout.strip() == "ok"
+    assert result.stderr == ""
+
+
+def test_eager_tasks_nested_in_a_portal_step_with_greenlet_loaded(
+    run_scenario: Callable[..., Any],
+) -> None:
+    if sys.version_info < (3, 12):
+        pytest.skip("asyncio.eager_task_factory is new in Python 3.12")
+    reason = missing("greenlet")
+    if reason is not None:
+        pytest.skip(reason)
+    result = run_scenario("greenlet_eager")
+    assert result.stdout.strip() == "ok"
     assert result.stderr == ""

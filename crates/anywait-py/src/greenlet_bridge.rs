@@ -49,6 +49,7 @@ pub(crate) struct Api {
     switch: SwitchFn,
     set_parent: SetParentFn,
     active: ActiveFn,
+    main: ActiveFn,
     get_parent: GetParentFn,
 }
 
@@ -97,6 +98,7 @@ pub(crate) fn api(py: Python<'_>) -> Option<Api> {
         return None;
     }
     // SAFETY: the capsule holds greenlet's API table; slots 3..=11 are these functions
+    // (8 is PyGreenlet_MAIN, same signature as ACTIVE)
     // in every greenlet since 2.0 (greenlet.h: PyGreenlet_New_NUM .. GET_PARENT_NUM).
     let api = unsafe {
         let slot = |n: usize| *table.add(n);
@@ -106,6 +108,7 @@ pub(crate) fn api(py: Python<'_>) -> Option<Api> {
             switch: std::mem::transmute::<*mut std::ffi::c_void, SwitchFn>(slot(6)),
             set_parent: std::mem::transmute::<*mut std::ffi::c_void, SetParentFn>(slot(7)),
             active: std::mem::transmute::<*mut std::ffi::c_void, ActiveFn>(slot(10)),
+            main: std::mem::transmute::<*mut std::ffi::c_void, ActiveFn>(slot(8)),
             get_parent: std::mem::transmute::<*mut std::ffi::c_void, GetParentFn>(slot(11)),
         }
     };
@@ -211,6 +214,9 @@ pub(crate) struct Bridge {
     runner: Option<Py<PyAny>>,
     /// The greenlet current when the running step began; set only during a bridged step.
     loop_greenlet: Option<Py<PyAny>>,
+    /// For an unbridged step with greenlet loaded: the greenlet current when the worker
+    /// was last resumed (a trap may hand control back only from that greenlet).
+    resumed_in: Option<Py<PyAny>>,
 }
 
 impl Bridge {
@@ -218,6 +224,7 @@ impl Bridge {
         Self {
             runner: None,
             loop_greenlet: None,
+            resumed_in: None,
         }
     }
 
@@ -233,6 +240,9 @@ impl Bridge {
             std::mem::forget(runner);
         }
         if let Some(g) = self.loop_greenlet.take() {
+            std::mem::forget(g);
+        }
+        if let Some(g) = self.resumed_in.take() {
             std::mem::forget(g);
         }
     }
@@ -382,6 +392,57 @@ fn bridged_step(
     result
 }
 
+/// Called before a worker is resumed: for a step that is not bridged (greenlet not
+/// loaded when it began, or a nested step), remembers the greenlet current now, which
+/// `forward_trap` requires when the step hands control back. Nothing to do (and no
+/// cost beyond a flag test) while greenlet is not loaded.
+#[inline]
+pub(crate) fn note_resume(py: Python<'_>, worker: &mut FiberCore) {
+    let bridge = &mut worker.worker.bridge;
+    if bridge.loop_greenlet.is_some() {
+        return; // bridged: traps leave through the loop's greenlet
+    }
+    let now = api(py)
+        .and_then(|api| api.current(py).ok())
+        .map(Bound::unbind);
+    if let Some(old) = std::mem::replace(&mut bridge.resumed_in, now) {
+        drop(old.into_bound(py));
+    }
+}
+
+/// Drops what `note_resume` kept (the step has ended).
+pub(crate) fn forget_resume(py: Python<'_>, worker: &mut FiberCore) {
+    if let Some(old) = worker.worker.bridge.resumed_in.take() {
+        drop(old.into_bound(py));
+    }
+}
+
+/// In an unbridged step, a trap may hand control back only from the greenlet that was
+/// current when the worker was resumed (the main greenlet if greenlet was not loaded
+/// then): from any other, the resumer and every other task would run "inside" that
+/// greenlet (see module docs).
+fn check_unbridged_trap(py: Python<'_>, core: *mut FiberCore) -> PyResult<()> {
+    let Some(api) = api(py) else {
+        return Ok(());
+    };
+    let current = api.current(py)?;
+    // SAFETY: `core` is the running worker; a short read.
+    let fine = match unsafe { (*core).worker.bridge.resumed_in.as_ref() } {
+        Some(resumed_in) => current.is(resumed_in.bind(py)),
+        // SAFETY: GIL held; `current` is a greenlet.
+        None => (unsafe { (api.main)(current.as_ptr()) }) != 0,
+    };
+    if fine {
+        return Ok(());
+    }
+    Err(PyRuntimeError::new_err(
+        "await_() inside a greenlet that this portal step cannot hand back to the event \
+         loop: greenlet was imported after the step began (import it before starting \
+         tasks), or the step began nested in another task's step (an eager task) and \
+         switched greenlets",
+    ))
+}
+
 /// Whether the running worker's step is bridged; if so, forwards `trap` to the worker
 /// loop through the loop's greenlet and returns the loop's answer.
 pub(crate) fn forward_trap<'py>(
@@ -391,7 +452,10 @@ pub(crate) fn forward_trap<'py>(
 ) -> Result<Msg, Bound<'py, PyAny>> {
     // SAFETY: `core` is the running worker; a short read.
     let Some(loop_greenlet) = (unsafe { (*core).worker.bridge.loop_greenlet.as_ref() }) else {
-        return Err(trap);
+        return match check_unbridged_trap(py, core) {
+            Ok(()) => Err(trap),
+            Err(err) => Ok(Err(err)),
+        };
     };
     let loop_greenlet = loop_greenlet.bind(py).clone();
     let Some(api) = api(py) else {

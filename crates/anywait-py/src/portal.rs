@@ -163,6 +163,7 @@ impl Portal {
             },
         };
         state.running = true;
+        greenlet_bridge::note_resume(py, &mut worker);
         let raw: *mut FiberCore = &mut *worker;
         // SAFETY: the worker is ours, parked or bound, on this thread (checked inside);
         // it has no Python object.
@@ -246,7 +247,8 @@ fn end_step(py: Python<'_>, worker: Box<FiberCore>) {
 }
 
 /// Unbinds the worker of an ended step: no coroutine, no context (module invariant).
-fn park(_py: Python<'_>, mut worker: Box<FiberCore>) -> Box<FiberCore> {
+fn park(py: Python<'_>, mut worker: Box<FiberCore>) -> Box<FiberCore> {
+    greenlet_bridge::forget_resume(py, &mut worker);
     worker.worker.coro = ptr::null_mut();
     worker.worker.outcome = StepOutcome::Idle;
     let context = worker.replace_context(ptr::null_mut());
