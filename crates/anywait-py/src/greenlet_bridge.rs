@@ -22,9 +22,11 @@
 //! stack, whatever other tasks hold meanwhile.
 //!
 //! Only when the greenlet module is loaded, and only for steps started from the thread's
-//! own stack: a step of a portal nested in another step is resumed from that step's
-//! greenlet, which does not live on this worker's stack, so it runs unbridged (a trap
-//! there returns to the outer step, where the current greenlet is at home anyway).
+//! own stack: a step of a portal nested in another step (an eager task's first step)
+//! is resumed from that step's greenlet, which does not live on this worker's stack, so
+//! it runs unbridged, as does the step during which greenlet was first imported. There
+//! a trap may hand control back only from the greenlet that was current when the worker
+//! was resumed (`note_resume`); from any other, `await_` raises instead.
 
 use std::ffi::c_int;
 use std::ptr;
