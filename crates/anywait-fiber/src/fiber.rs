@@ -182,6 +182,7 @@ mod tests {
         FiberStack::new(StackLayout {
             usable_bytes: 64 * 1024,
             reserved_bytes: 4096,
+            base_skew: 0,
         })
         .unwrap()
     }

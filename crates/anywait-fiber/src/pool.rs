@@ -76,6 +76,7 @@ mod tests {
         StackLayout {
             usable_bytes: 32 * 1024,
             reserved_bytes: 4096,
+            base_skew: 0,
         }
     }
 

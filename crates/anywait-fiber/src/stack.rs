@@ -71,28 +71,37 @@ pub fn guard_mode() -> Option<GuardMode> {
     }
 }
 
-/// The sizes of a stack; every field is a multiple of the page size once normalised.
+/// The sizes of a stack. Once normalised, `usable_bytes` is a multiple of the page
+/// size, `base_skew` a multiple of 16 below one page, and `base_skew + reserved_bytes`
+/// a multiple of the page size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StackLayout {
-    /// Bytes usable by the C stack, between the guard and the reserved area.
+    /// Bytes usable by the C stack, between the guard and the reserved area (plus
+    /// `base_skew`).
     pub usable_bytes: usize,
     /// Bytes above the stack base reserved for the embedder.
     pub reserved_bytes: usize,
+    /// How far the stack base sits above the page boundary that ends the usable
+    /// bytes: the top of the C stack and the start of the reserved area then share a
+    /// page, so a fiber that uses little of both touches one page instead of two.
+    pub base_skew: usize,
 }
 
 impl StackLayout {
-    /// Rounds both sizes up to whole pages.
+    /// Rounds the sizes up to whole pages (see the type's docs).
     pub fn normalised(self) -> Self {
         let page = page_size();
         let up = |n: usize| n.div_ceil(page) * page;
+        let base_skew = self.base_skew.min(page - 16) & !15;
         Self {
             usable_bytes: up(self.usable_bytes.max(corosensei::stack::MIN_STACK_SIZE)),
-            reserved_bytes: up(self.reserved_bytes),
+            reserved_bytes: up(base_skew + self.reserved_bytes) - base_skew,
+            base_skew,
         }
     }
 
     fn map_len(&self) -> usize {
-        GUARD_BYTES + self.usable_bytes + self.reserved_bytes
+        GUARD_BYTES + self.usable_bytes + self.base_skew + self.reserved_bytes
     }
 }
 
@@ -174,13 +183,14 @@ impl FiberStack {
 
     /// Start of the embedder's reserved area, which is also the stack base.
     pub fn reserved_area(&self) -> NonNull<u8> {
-        // SAFETY: GUARD_BYTES + usable_bytes stays inside the mapping (map_len adds the
-        // reserved bytes on top), so the result is in bounds and non-null.
+        // SAFETY: GUARD_BYTES + usable_bytes + base_skew stays inside the mapping
+        // (map_len adds the reserved bytes on top), so the result is in bounds and
+        // non-null.
         unsafe {
             NonNull::new_unchecked(
                 self.map_start
                     .as_ptr()
-                    .add(GUARD_BYTES + self.layout.usable_bytes),
+                    .add(GUARD_BYTES + self.layout.usable_bytes + self.layout.base_skew),
             )
         }
     }
@@ -219,7 +229,8 @@ impl Drop for FiberStack {
     }
 }
 
-// SAFETY: base() and limit() are 16-byte aligned (page aligned), the usable range is at
+// SAFETY: base() and limit() are 16-byte aligned (limit page aligned, base a multiple
+// of 16 above a page boundary: StackLayout::normalised), the usable range is at
 // least MIN_STACK_SIZE bytes (StackLayout::normalised), and the region below it is a
 // guard region that traps on access.
 unsafe impl Stack for FiberStack {
@@ -247,6 +258,7 @@ mod tests {
         StackLayout {
             usable_bytes: 64 * 1024,
             reserved_bytes: 100,
+            base_skew: 0,
         }
     }
 
@@ -260,6 +272,36 @@ mod tests {
             stack.usable_bottom() + stack.layout().usable_bytes,
             stack.base().get()
         );
+    }
+
+    #[test]
+    fn a_skewed_base_shares_a_page_with_the_reserved_area() {
+        let page = page_size();
+        let layout = StackLayout {
+            base_skew: 3584,
+            ..small()
+        };
+        let stack = FiberStack::new(layout).expect("mmap");
+        let l = stack.layout();
+        let base = stack.base().get();
+        assert_eq!(base % 16, 0);
+        assert_eq!(l.base_skew, 3584.min(page - 16) & !15);
+        assert_eq!(base - stack.usable_bottom(), l.usable_bytes + l.base_skew);
+        assert_eq!(
+            (base + l.reserved_bytes) % page,
+            0,
+            "the mapping ends on a page"
+        );
+        assert!(l.reserved_bytes >= 100);
+        // The whole reserved area is writable, and so is the stack's top.
+        // SAFETY: both ranges are inside our own mapping, which nothing else uses.
+        unsafe {
+            stack
+                .reserved_area()
+                .as_ptr()
+                .write_bytes(0xA5, l.reserved_bytes);
+            ((base - 64) as *mut u8).write_bytes(0x5A, 64);
+        }
     }
 
     #[test]
