@@ -618,15 +618,17 @@ pub(crate) unsafe extern "C" fn finalize_portal(obj: *mut ffi::PyObject) {
     if unsafe { ffi::Py_IsInitialized() } == 0 || crate::pystate::layout::interpreter_finalizing() {
         return;
     }
-    // SAFETY: CPython calls tp_finalize with the GIL held and a live object of our type.
-    let py = unsafe { Python::assume_attached() };
-    // SAFETY: as above.
-    let slf = unsafe { Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<Portal>() };
-    let pending = PyErr::take(py);
-    slf.get().finalize(py, &slf);
-    if let Some(err) = pending {
-        err.restore(py);
-    }
+    // Through PyO3's attach (not `assume_attached`), so that the references held by
+    // errors made and dropped here are released now rather than deferred.
+    Python::attach(|py| {
+        // SAFETY: CPython calls tp_finalize with a live object of our type.
+        let slf = unsafe { Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<Portal>() };
+        let pending = PyErr::take(py);
+        slf.get().finalize(py, &slf);
+        if let Some(err) = pending {
+            err.restore(py);
+        }
+    });
 }
 
 impl Portal {
