@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from anywait import _glue
@@ -31,13 +31,28 @@ T = TypeVar("T")
 _IN_TREE: contextvars.ContextVar[bool] = contextvars.ContextVar("anywait_in_tree", default=False)
 
 
-@contextmanager
-def portals_for_children() -> Iterator[None]:
+def portals_for_children() -> AbstractContextManager[None]:
     """While open, every task that the current task spawns (Trio: into nurseries opened
     inside this block) gets a portal, and so do their descendants. The current task
     itself does not, which is why this is a plain ``with`` (use `portals_for_tree` or
     `with_portal_run_tree` to include it)."""
+    return _children_scope(*_glue.current_task())
+
+
+@asynccontextmanager
+async def portals_for_tree() -> AsyncIterator[None]:
+    """Like `portals_for_children`, and the current task gets a portal too (with
+    `ensure_portal`: a schedule point if it had none, never a cancellation point on
+    Trio). The task keeps its portal after the block; it costs nothing measurable."""
     task, backend = _glue.current_task()
+    with _children_scope(task, backend):
+        if _glue.install_portal(task, backend):
+            await _glue.checkpoint(backend)
+        yield
+
+
+@contextmanager
+def _children_scope(task: Any, backend: _glue.Backend) -> Iterator[None]:
     if backend == "trio":
         with _trio_scope(task):
             yield
@@ -48,18 +63,6 @@ def portals_for_children() -> Iterator[None]:
         yield
     finally:
         _IN_TREE.reset(token)
-
-
-@asynccontextmanager
-async def portals_for_tree() -> AsyncIterator[None]:
-    """Like `portals_for_children`, and the current task gets a portal too (with
-    `ensure_portal`: a schedule point if it had none, never a cancellation point on
-    Trio). The task keeps its portal after the block; it costs nothing measurable."""
-    with portals_for_children():
-        task, backend = _glue.current_task()
-        if _glue.install_portal(task, backend):
-            await _glue.checkpoint(backend)
-        yield
 
 
 async def with_portal_run_tree(

@@ -99,9 +99,9 @@ pub(crate) fn api(py: Python<'_>) -> Option<Api> {
         drop(PyErr::take(py));
         return None;
     }
-    // SAFETY: the capsule holds greenlet's API table; slots 3..=11 are these functions
-    // (8 is PyGreenlet_MAIN, same signature as ACTIVE)
-    // in every greenlet since 2.0 (greenlet.h: PyGreenlet_New_NUM .. GET_PARENT_NUM).
+    // SAFETY: the capsule holds greenlet's API table; in every greenlet since 2.0,
+    // slots 3..=11 are these functions (greenlet.h: PyGreenlet_New_NUM ..
+    // PyGreenlet_GET_PARENT_NUM; slot 8, PyGreenlet_MAIN, has ACTIVE's signature).
     let api = unsafe {
         let slot = |n: usize| *table.add(n);
         Api {
@@ -183,6 +183,13 @@ fn modules_may_have_changed(_py: Python<'_>) -> bool {
         (*modules.cast::<ffi::PyDictObject>()).ma_version_tag
     };
     SEEN.swap(version, Ordering::Relaxed) != version
+}
+
+/// greenlet's C API if an earlier [`api`] call found greenlet loaded: no look-up.
+/// The worker loop uses it, since `note_resume` has just called [`api`] for this resume.
+#[inline]
+pub(crate) fn api_if_found() -> Option<Api> {
+    API.get().copied()
 }
 
 impl Api {

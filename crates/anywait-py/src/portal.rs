@@ -301,7 +301,7 @@ fn worker_main(py: Python<'_>, core: *mut FiberCore, first: Msg) -> Msg {
         let top_level = unsafe { (*core).resumed_from_thread_stack() };
         // SAFETY: as above.
         let call = unsafe { (*core).worker.call };
-        let (outcome, result) = match greenlet_bridge::api(py).filter(|_| top_level) {
+        let (outcome, result) = match greenlet_bridge::api_if_found().filter(|_| top_level) {
             Some(api) => greenlet_bridge::run_step(py, core, api, &coro, call, msg),
             None => run_step(py, &coro, call, msg),
         };
