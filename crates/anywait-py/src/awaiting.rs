@@ -7,11 +7,11 @@
 //! `yield from` would. Because the awaited code runs on the same fiber, it may itself
 //! call sync code that calls `await_`: nesting needs nothing more.
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyBaseException, PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::fiber::{self, Msg, StepOutcome};
+use crate::fiber::{self, StepOutcome, Wire};
 use crate::portal::{self, Thrown};
 
 const NO_PORTAL: &str = "await_() needs a portal: call `await anywait.ensure_portal()` in this \
@@ -79,27 +79,30 @@ fn not_awaitable_message(type_name: &str) -> String {
 }
 
 /// `await_(aw)`: see the module docs and the stub.
+///
+/// Its frame stays on the stack of every task blocked in it, so everything but the
+/// send-and-suspend loop lives out of line: a smaller frame keeps a blocked task's
+/// stack within one page (`benches/bench_portal.py`, RSS row).
 pub(crate) fn await_(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     if !portal::in_portal_step() {
-        close_if_coroutine(aw);
-        return Err(PyRuntimeError::new_err(NO_PORTAL));
+        return Err(no_portal(aw));
     }
-    let it = match awaitable_iter(aw) {
-        Ok(it) => it,
-        Err(err) => {
-            close_if_coroutine(aw);
-            return Err(err);
-        }
+    // SAFETY: a type check on a live object.
+    let it = if unsafe { ffi::PyCoro_CheckExact(aw.as_ptr()) } != 0 {
+        aw.clone()
+    } else {
+        awaitable_iter_or_close(aw)?
     };
     let core = fiber::current();
-    let mut msg: Msg = Ok(py.None());
+    let mut msg = Wire::Value(py.None());
     loop {
         let trap = match msg {
-            Ok(value) => {
+            Wire::Value(value) => {
                 let value = value.into_bound(py);
                 let mut out: *mut ffi::PyObject = std::ptr::null_mut();
                 // SAFETY: GIL held; live objects; `out` receives a new reference.
                 let status = unsafe { ffi::PyIter_Send(it.as_ptr(), value.as_ptr(), &mut out) };
+                drop(value);
                 match status {
                     // SAFETY: on NEXT `out` is a new reference.
                     ffi::PySendResult::PYGEN_NEXT => unsafe { Bound::from_owned_ptr(py, out) },
@@ -107,10 +110,10 @@ pub(crate) fn await_(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny
                         // SAFETY: on RETURN `out` is a new reference.
                         return Ok(unsafe { Bound::from_owned_ptr(py, out).unbind() });
                     }
-                    ffi::PySendResult::PYGEN_ERROR => return Err(PyErr::fetch(py)),
+                    ffi::PySendResult::PYGEN_ERROR => return Err(fetch_error(py)),
                 }
             }
-            Err(exc) => match portal::throw_into(py, &it, exc) {
+            Wire::Raise(exc) => match throw_step(py, &it, exc) {
                 Thrown::Yielded(trap) => trap.into_bound(py),
                 Thrown::Returned(value) => return Ok(value),
                 Thrown::Raised(err) => return Err(err),
@@ -121,10 +124,36 @@ pub(crate) fn await_(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny
             Err(trap) => {
                 // SAFETY: `core` is the running worker (checked above: in its step).
                 unsafe { (*core).worker.outcome = StepOutcome::Trap };
-                fiber::suspend_msg(Ok(trap.unbind()))
+                fiber::suspend_wire(Wire::Value(trap.unbind()))
             }
         };
     }
+}
+
+/// The error of an `await_` outside any portal step.
+#[inline(never)]
+#[cold]
+fn no_portal(aw: &Bound<'_, PyAny>) -> PyErr {
+    close_if_coroutine(aw);
+    PyRuntimeError::new_err(NO_PORTAL)
+}
+
+/// [`awaitable_iter`] for anything but a coroutine, closing `aw` if it fails.
+#[inline(never)]
+fn awaitable_iter_or_close<'py>(aw: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    awaitable_iter(aw).inspect_err(|_| close_if_coroutine(aw))
+}
+
+/// The exception the awaited iterator raised (out of line, as for `await_` itself).
+#[inline(never)]
+pub(crate) fn fetch_error(py: Python<'_>) -> PyErr {
+    PyErr::fetch(py)
+}
+
+/// An exception delivered into an `await_` (out of line, as for `await_` itself).
+#[inline(never)]
+fn throw_step(py: Python<'_>, it: &Bound<'_, PyAny>, exc: Py<PyBaseException>) -> Thrown {
+    portal::throw_into(py, it, fiber::error_from(py, exc))
 }
 
 /// A coroutine handed to a failing `await_` is closed, as the interpreter would leave

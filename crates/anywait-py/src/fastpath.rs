@@ -117,12 +117,17 @@ unsafe fn value_arg(
 fn finish(py: Python<'_>, result: std::thread::Result<PyResult<Py<PyAny>>>) -> *mut ffi::PyObject {
     match result {
         Ok(Ok(value)) => value.into_ptr(),
-        Ok(Err(err)) => {
-            err.restore(py);
-            ptr::null_mut()
-        }
+        Ok(Err(err)) => raise(py, err),
         Err(_) => fiber::fatal("a Rust panic reached a Python call boundary"),
     }
+}
+
+/// Sets `err` as the current exception; returns NULL. Out of line, so that the entry
+/// points stay small (`await_entry`'s frame stays on every blocked task's stack).
+#[inline(never)]
+fn raise(py: Python<'_>, err: PyErr) -> *mut ffi::PyObject {
+    err.restore(py);
+    ptr::null_mut()
 }
 
 /// The shared body of the `(value=None)` entry points: parses the optional value (as

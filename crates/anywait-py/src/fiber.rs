@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
 use anywait_fiber::{Fiber as Engine, FiberStack, Resumed, StackLayout, StackPool, Yielder};
-use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyBaseException, PyMemoryError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, PyErr};
@@ -40,8 +40,111 @@ use pyo3::{ffi, PyErr};
 use crate::errors::FiberExit;
 use crate::pystate::{self, Snapshot};
 
-/// What crosses a switch, in both directions: a value, or an exception to raise.
+/// What a switch delivers, in both directions: a value, or an exception to raise.
 pub(crate) type Msg = PyResult<Py<PyAny>>;
+
+/// A [`Msg`] as it crosses the stack switch: two words, where a `PyErr` is eight on
+/// 3.11. Frames holding one (the fiber's root, the worker loop, `await_`) stay on
+/// the stack of every task blocked in `await_`, so their size is memory per task.
+/// Drop it with [`Wire::release`]: a `Py` dropped where PyO3 has counted no attach
+/// is queued instead of released.
+pub(crate) enum Wire {
+    Value(Py<PyAny>),
+    /// An exception instance, its traceback attached.
+    Raise(Py<PyBaseException>),
+}
+
+impl Wire {
+    #[inline]
+    pub(crate) fn from_msg(py: Python<'_>, msg: Msg) -> Self {
+        match msg {
+            Ok(value) => Wire::Value(value),
+            Err(err) => Wire::raise(py, err),
+        }
+    }
+
+    /// An error as a `Wire` (normalizes it: the exception is made now). Through the
+    /// interpreter's error indicator rather than `PyErr::into_value`, which drops
+    /// references of its own: where PyO3 counts no attach, that would only queue them.
+    #[inline(never)]
+    pub(crate) fn raise(py: Python<'_>, err: PyErr) -> Self {
+        err.restore(py);
+        Wire::fetch(py)
+    }
+
+    /// The exception the last C API call raised (it must have raised).
+    #[inline(never)]
+    pub(crate) fn fetch(py: Python<'_>) -> Self {
+        // SAFETY: GIL held; an exception is set (caller).
+        let exc = unsafe { take_raised_exception() };
+        debug_assert!(!exc.is_null(), "Wire::fetch without an exception set");
+        // SAFETY: a new reference to an exception instance.
+        Wire::Raise(unsafe {
+            Bound::from_owned_ptr(py, exc)
+                .cast_into_unchecked()
+                .unbind()
+        })
+    }
+
+    #[inline]
+    pub(crate) fn into_msg(self, py: Python<'_>) -> Msg {
+        match self {
+            Wire::Value(value) => Ok(value),
+            Wire::Raise(exc) => Err(error_from(py, exc)),
+        }
+    }
+
+    /// Drops the reference now (see the type's docs).
+    pub(crate) fn release(self, py: Python<'_>) {
+        match self {
+            Wire::Value(value) => drop(value.into_bound(py)),
+            Wire::Raise(exc) => drop(exc.into_bound(py)),
+        }
+    }
+}
+
+/// Takes the exception being raised, as a normalized instance with its traceback
+/// attached (a new reference; NULL if none is set).
+///
+/// # Safety
+/// GIL held.
+#[cfg(Py_3_12)]
+unsafe fn take_raised_exception() -> *mut ffi::PyObject {
+    // SAFETY: GIL held (caller).
+    unsafe { ffi::PyErr_GetRaisedException() }
+}
+
+/// See the 3.12+ version.
+///
+/// # Safety
+/// GIL held.
+#[cfg(not(Py_3_12))]
+unsafe fn take_raised_exception() -> *mut ffi::PyObject {
+    let mut ty = ptr::null_mut();
+    let mut value = ptr::null_mut();
+    let mut tb = ptr::null_mut();
+    // SAFETY: GIL held (caller); the three out-pointers receive new references (or
+    // NULL), which are released or returned below.
+    unsafe {
+        ffi::PyErr_Fetch(&mut ty, &mut value, &mut tb);
+        if ty.is_null() {
+            return ptr::null_mut();
+        }
+        ffi::PyErr_NormalizeException(&mut ty, &mut value, &mut tb);
+        if !tb.is_null() && !value.is_null() {
+            ffi::PyException_SetTraceback(value, tb);
+        }
+        ffi::Py_XDECREF(ty);
+        ffi::Py_XDECREF(tb);
+    }
+    value
+}
+
+/// The `PyErr` that raises `exc` (out of line: only error paths pay for a `PyErr`).
+#[inline(never)]
+pub(crate) fn error_from(py: Python<'_>, exc: Py<PyBaseException>) -> PyErr {
+    PyErr::from_value(exc.into_bound(py).into_any())
+}
 
 /// Usable C stack per fiber: the size of a main thread's stack, which CPython's default
 /// limits are tuned for. Only touched pages cost memory.
@@ -74,30 +177,41 @@ pub(crate) enum Body {
     },
     /// A native loop run on the fiber (a portal's step worker). It receives the
     /// message of the first resume and returns the fiber's final message.
-    Native(fn(Python<'_>, *mut FiberCore, Msg) -> Msg),
+    Native(fn(Python<'_>, *mut FiberCore, Wire) -> Wire),
 }
 
 impl Body {
-    fn run(self, py: Python<'_>, core: *mut FiberCore, first: Msg) -> Msg {
+    fn run(self, py: Python<'_>, core: *mut FiberCore, first: Wire) -> Wire {
         match self {
-            Body::Call { func, args, kwargs } => {
-                // None (checked by `resume` before starting). Dropped as Bound, like
-                // every object released on these paths: a `Py` dropped where PyO3 has
-                // not counted an attach is queued for later instead of released.
-                drop(first.map(|v| v.into_bound(py)));
-                let func = func.into_bound(py);
-                let args = args.into_bound(py);
-                let kwargs = kwargs.map(|k| k.into_bound(py));
-                let result = if args.is_empty() && kwargs.is_none() {
-                    func.call0() // vectorcall: no argument tuple to unpack
-                } else {
-                    func.call(args, kwargs.as_ref())
-                };
-                result.map(Bound::unbind)
-            }
+            Body::Call { func, args, kwargs } => call_body(py, func, args, kwargs, first),
             Body::Native(run) => run(py, core, first),
         }
     }
+}
+
+/// The body of an `anywait.lowlevel.Fiber`. Out of line: `Body::run` sits at the root
+/// of every fiber stack, portal workers' included, whose frames should stay small.
+#[inline(never)]
+fn call_body(
+    py: Python<'_>,
+    func: Py<PyAny>,
+    args: Py<PyTuple>,
+    kwargs: Option<Py<PyDict>>,
+    first: Wire,
+) -> Wire {
+    // None (checked by `resume` before starting). Dropped as Bound, like every object
+    // released on these paths: a `Py` dropped where PyO3 has not counted an attach is
+    // queued for later instead of released.
+    first.release(py);
+    let func = func.into_bound(py);
+    let args = args.into_bound(py);
+    let kwargs = kwargs.map(|k| k.into_bound(py));
+    let result = if args.is_empty() && kwargs.is_none() {
+        func.call0() // vectorcall: no argument tuple to unpack
+    } else {
+        func.call(args, kwargs.as_ref())
+    };
+    Wire::from_msg(py, result.map(Bound::unbind))
 }
 
 /// What a portal step worker reports when it hands control back (see `portal`).
@@ -210,8 +324,8 @@ fn this_home() -> PyResult<Arc<ThreadHome>> {
     Ok(home)
 }
 
-/// The engine type: every switch carries a [`Msg`] each way.
-type FiberEngine = Engine<Msg, Msg, Msg>;
+/// The engine type: every switch carries a [`Wire`] each way.
+type FiberEngine = Engine<Wire, Wire, Wire>;
 
 /// The state of one fiber. Lives in a `Box` (its address is captured by the body
 /// closure and stored in [`CURRENT`]) owned by the Python `Fiber` object.
@@ -233,7 +347,7 @@ pub(crate) struct FiberCore {
     /// The context the fiber will run in, until started (then owned by the snapshot).
     context: Option<Py<PyAny>>,
     /// Valid while the fiber runs or is suspended: set by the body on entry.
-    yielder: *const Yielder<Msg, Msg>,
+    yielder: *const Yielder<Wire, Wire>,
     /// Who resumed us (another fiber, or null for the thread's own stack); valid while
     /// running. Restored into CURRENT when we suspend or finish.
     resumer: *mut FiberCore,
@@ -364,46 +478,92 @@ pub(crate) unsafe fn resume(
     pyobj: *mut ffi::PyObject,
     msg: Msg,
 ) -> Msg {
+    let msg = Wire::from_msg(py, msg);
+    // SAFETY: forwarded contract.
+    unsafe { resume_wire(py, core, pyobj, msg) }.into_msg(py)
+}
+
+/// [`resume`] with the message as it crosses the switch.
+///
+/// # Safety
+/// As for [`resume`].
+pub(crate) unsafe fn resume_wire(
+    py: Python<'_>,
+    core: *mut FiberCore,
+    pyobj: *mut ffi::PyObject,
+    msg: Wire,
+) -> Wire {
     // Fibers whose objects died on other threads are unwound at this thread's next
     // fiber operation (cheap when there are none: a thread-local and an atomic load).
     run_pending_kills(py);
     // SAFETY: live core (caller); no other reference to it is active here.
     let c = unsafe { &mut *core };
+    if c.status == Status::Suspended && c.on_owner_thread() {
+        // SAFETY: forwarded contract.
+        return unsafe { switch_into(py, core, pyobj, msg) };
+    }
+    // SAFETY: forwarded contract.
+    unsafe { resume_other(py, core, pyobj, msg) }
+}
+
+/// [`resume_wire`] for all but the common case (a suspended fiber on its own thread):
+/// a first resume, or an error.
+///
+/// # Safety
+/// As for [`resume`].
+#[inline(never)]
+unsafe fn resume_other(
+    py: Python<'_>,
+    core: *mut FiberCore,
+    pyobj: *mut ffi::PyObject,
+    msg: Wire,
+) -> Wire {
+    // SAFETY: live core (caller); no other reference to it is active here.
+    let c = unsafe { &mut *core };
+    let refuse = |msg: Wire, err: PyErr| {
+        msg.release(py);
+        Wire::raise(py, err)
+    };
     if !c.on_owner_thread() {
-        return Err(PyRuntimeError::new_err(
-            "cannot switch to a fiber from a thread other than the one that created it",
-        ));
+        return refuse(
+            msg,
+            PyRuntimeError::new_err(
+                "cannot switch to a fiber from a thread other than the one that created it",
+            ),
+        );
     }
     match c.status {
-        Status::Running => return Err(PyRuntimeError::new_err(
+        Status::Running => refuse(msg, PyRuntimeError::new_err(
             "cannot switch to a running fiber (it is executing, or waiting for a fiber it resumed)",
         )),
-        Status::Dead => return Err(PyRuntimeError::new_err("cannot switch to a finished fiber")),
+        Status::Dead => refuse(msg, PyRuntimeError::new_err("cannot switch to a finished fiber")),
         Status::NotStarted => {
             let value = match msg {
-                Err(exc) => {
+                Wire::Raise(exc) => {
                     // Thrown in before the body ran: the fiber dies without running.
                     c.status = Status::Dead;
                     c.body = None;
                     c.context = None;
-                    return Err(exc);
+                    return Wire::Raise(exc);
                 }
-                Ok(value) => value,
+                Wire::Value(value) => value.into_bound(py),
             };
-            if !value.is_none(py) {
-                return Err(PyTypeError::new_err(
-                    "can't send non-None value to a fiber that has not started",
-                ));
+            if !value.is_none() {
+                return Wire::raise(
+                    py,
+                    PyTypeError::new_err("can't send non-None value to a fiber that has not started"),
+                );
             }
             // SAFETY: forwarded contract.
-            unsafe { start(core)? };
+            if let Err(err) = unsafe { start(core) } {
+                return Wire::raise(py, err);
+            }
             // SAFETY: as above.
-            return unsafe { switch_into(py, core, pyobj, Ok(value)) };
+            unsafe { switch_into(py, core, pyobj, Wire::Value(value.unbind())) }
         }
-        Status::Suspended => {}
+        // SAFETY: forwarded contract.
+        Status::Suspended => unsafe { switch_into(py, core, pyobj, msg) },
     }
-    // SAFETY: forwarded contract.
-    unsafe { switch_into(py, core, pyobj, msg) }
 }
 
 /// Makes the engine and initial snapshot of a fiber about to run for the first time.
@@ -416,7 +576,7 @@ unsafe fn start(core: *mut FiberCore) -> PyResult<()> {
     let c = unsafe { &mut *core };
     let context = c.context.take().map_or(ptr::null_mut(), Py::into_ptr);
     let body_core = core;
-    let engine = FiberEngine::new(stack, move |yielder: &Yielder<Msg, Msg>, first: Msg| {
+    let engine = FiberEngine::new(stack, move |yielder: &Yielder<Wire, Wire>, first: Wire| {
         // SAFETY: the thread that resumed us holds the GIL.
         let py = unsafe { Python::assume_attached() };
         // SAFETY: the core outlives its engine (it owns it). The borrow ends before any
@@ -447,13 +607,15 @@ unsafe fn switch_into(
     py: Python<'_>,
     core: *mut FiberCore,
     pyobj: *mut ffi::PyObject,
-    msg: Msg,
-) -> Msg {
+    msg: Wire,
+) -> Wire {
     // SAFETY: no error indicator check needs more than the GIL.
     if unsafe { !ffi::PyErr_Occurred().is_null() } {
-        return Err(PyRuntimeError::new_err(
-            "cannot switch fibers while an exception is pending",
-        ));
+        msg.release(py);
+        return Wire::raise(
+            py,
+            PyRuntimeError::new_err("cannot switch fibers while an exception is pending"),
+        );
     }
     let ts = thread_state();
     // SAFETY: live core, and the only reference until the engine is resumed.
@@ -515,12 +677,21 @@ pub(crate) fn suspend(value: Py<PyAny>) -> Msg {
 
 /// Like [`suspend`], handing the resumer either a value or an exception.
 pub(crate) fn suspend_msg(msg: Msg) -> Msg {
-    let core = current();
-    if core.is_null() {
+    if current().is_null() {
         return Err(PyRuntimeError::new_err(
             "suspend() called outside a fiber; it can only be called from code running in a Fiber",
         ));
     }
+    // SAFETY: the GIL is held by whoever runs Python code on this thread.
+    let py = unsafe { Python::assume_attached() };
+    suspend_wire(Wire::from_msg(py, msg)).into_msg(py)
+}
+
+/// [`suspend_msg`] with the message as it crosses the switch; only for code known
+/// to run on a fiber (a portal step).
+pub(crate) fn suspend_wire(msg: Wire) -> Wire {
+    let core = current();
+    debug_assert!(!core.is_null(), "suspend_wire outside a fiber");
     // SAFETY: a running core's yielder was set by its body on entry and lives on its
     // stack until the body returns, which cannot happen while we are inside it.
     let yielder = unsafe { &*(*core).yielder };

@@ -36,7 +36,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::{ffi, intern};
 
-use crate::fiber::{self, FiberCore, Msg, StepOutcome};
+use crate::fiber::{self, FiberCore, Msg, StepOutcome, Wire};
 
 /// Message tags between the runner (and greenlets inside it) and the worker loop.
 const DONE: u8 = 0;
@@ -72,6 +72,7 @@ static API: OnceLock<Api> = OnceLock::new();
 
 /// greenlet's C API if the greenlet module has been imported, else None (then no
 /// greenlet can exist, and there is nothing to bridge).
+#[inline]
 pub(crate) fn api(py: Python<'_>) -> Option<Api> {
     if let Some(api) = API.get() {
         return Some(*api);
@@ -79,6 +80,14 @@ pub(crate) fn api(py: Python<'_>) -> Option<Api> {
     if !modules_may_have_changed(py) {
         return None;
     }
+    look_up_api(py)
+}
+
+/// [`api`] once `sys.modules` may hold greenlet. Out of line: `api` is inlined into
+/// paths whose frames stay on every blocked task's stack.
+#[inline(never)]
+#[cold]
+fn look_up_api(py: Python<'_>) -> Option<Api> {
     // A bare lookup in the interpreter's module dict: no reference, no error
     // (PyDict_GetItem swallows any).
     // SAFETY: GIL held; the module dict is a borrowed reference owned by the interpreter.
@@ -434,6 +443,13 @@ fn check_unbridged_trap(py: Python<'_>, core: *mut FiberCore) -> PyResult<()> {
     let Some(api) = api(py) else {
         return Ok(());
     };
+    check_trap_greenlet(py, core, api)
+}
+
+/// [`check_unbridged_trap`] once greenlet is loaded.
+#[inline(never)]
+#[cold]
+fn check_trap_greenlet(py: Python<'_>, core: *mut FiberCore, api: Api) -> PyResult<()> {
     let current = api.current(py)?;
     // SAFETY: `core` is the running worker; a short read.
     let fine = match unsafe { (*core).worker.bridge.resumed_in.as_ref() } {
@@ -453,30 +469,49 @@ fn check_unbridged_trap(py: Python<'_>, core: *mut FiberCore) -> PyResult<()> {
 }
 
 /// Whether the running worker's step is bridged; if so, forwards `trap` to the worker
-/// loop through the loop's greenlet and returns the loop's answer.
+/// loop through the loop's greenlet and returns the loop's answer. Inline and small:
+/// its caller, `await_`, has a frame on every blocked task's stack, so the greenlet
+/// paths live out of line.
+#[inline]
 pub(crate) fn forward_trap<'py>(
     py: Python<'py>,
     core: *mut FiberCore,
     trap: Bound<'py, PyAny>,
-) -> Result<Msg, Bound<'py, PyAny>> {
+) -> Result<Wire, Bound<'py, PyAny>> {
     // SAFETY: `core` is the running worker; a short read.
-    let Some(loop_greenlet) = (unsafe { (*core).worker.bridge.loop_greenlet.as_ref() }) else {
-        return match check_unbridged_trap(py, core) {
-            Ok(()) => Err(trap),
-            Err(err) => Ok(Err(err)),
-        };
-    };
-    let loop_greenlet = loop_greenlet.bind(py).clone();
+    if unsafe { (*core).worker.bridge.loop_greenlet.is_some() } {
+        return Ok(forward_bridged(py, core, trap));
+    }
+    match check_unbridged_trap(py, core) {
+        Ok(()) => Err(trap),
+        Err(err) => Ok(Wire::raise(py, err)),
+    }
+}
+
+/// `forward_trap` for a bridged step.
+#[inline(never)]
+#[cold]
+fn forward_bridged(py: Python<'_>, core: *mut FiberCore, trap: Bound<'_, PyAny>) -> Wire {
+    let answer = forward_bridged_msg(py, core, trap);
+    Wire::from_msg(py, answer)
+}
+
+fn forward_bridged_msg(py: Python<'_>, core: *mut FiberCore, trap: Bound<'_, PyAny>) -> Msg {
+    // SAFETY: `core` is the running worker; a short read.
+    let loop_greenlet = unsafe { (*core).worker.bridge.loop_greenlet.as_ref() }
+        .expect("forward_bridged on an unbridged step")
+        .bind(py)
+        .clone();
     let Some(api) = api(py) else {
-        return Ok(Err(PyRuntimeError::new_err(
+        return Err(PyRuntimeError::new_err(
             "greenlet's C API disappeared during a bridged step",
-        )));
+        ));
     };
     let message = api
         .current(py)
         .and_then(|sender| Ok((TRAP, trap, sender).into_pyobject(py)?.into_any()));
     let reply = message.and_then(|m| api.switch(&loop_greenlet, m));
-    Ok(reply.and_then(|packed| unpack(&packed)))
+    reply.and_then(|packed| unpack(&packed))
 }
 
 /// The body of a worker's runner greenlet: runs steps until told to stop (None).
@@ -503,7 +538,7 @@ fn _greenlet_runner(py: Python<'_>, job: Bound<'_, PyAny>) -> PyResult<()> {
         let old = unsafe { crate::pystate::replace_live_context(context) };
         // SAFETY: as above.
         unsafe { ffi::Py_XDECREF(old) };
-        let (outcome, result) = crate::portal::run_step(py, &coro, call, unpack(&packed));
+        let (outcome, result) = crate::portal::run_any_step(py, &coro, call, unpack(&packed));
         drop(coro);
         let code: u8 = match outcome {
             StepOutcome::Yielded => 0,

@@ -33,7 +33,7 @@ use pyo3::exceptions::{PyGeneratorExit, PyRuntimeError, PyStopIteration, PyValue
 use pyo3::prelude::*;
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
-use crate::fiber::{self, Body, FiberCore, Msg, StepOutcome};
+use crate::fiber::{self, Body, FiberCore, Msg, StepOutcome, Wire};
 use crate::greenlet_bridge;
 use crate::pystate;
 
@@ -76,9 +76,9 @@ pub(crate) struct Portal {
     state: UnsafeCell<PortalState>,
 }
 
-/// What a step did: yielded (or raised: the `Msg` is an error), or returned.
+/// What a step did: yielded (or raised: a `Wire::Raise`), or returned.
 enum Advanced {
-    Yielded(Msg),
+    Yielded(Wire),
     Returned(Py<PyAny>),
 }
 
@@ -128,38 +128,35 @@ impl Portal {
     /// Runs one step (or continues the open one) with `msg`; returns what the step
     /// yields to the loop, or raises StopIteration(value) when the coroutine returns.
     fn step(&self, py: Python<'_>, msg: Msg) -> Msg {
-        match self.advance(py, msg) {
+        match self.advance(py, Wire::from_msg(py, msg)) {
             Advanced::Returned(value) => {
                 let value = value.into_bound(py);
                 // SAFETY: GIL held; sets StopIteration(value) as a coroutine would.
                 unsafe { _PyGen_SetStopIterationValue(value.as_ptr()) };
                 Err(PyErr::fetch(py))
             }
-            Advanced::Yielded(msg) => msg,
+            Advanced::Yielded(msg) => msg.into_msg(py),
         }
     }
 
     /// A step, reporting a return as a value (what `am_send` hands back without
     /// making a StopIteration).
-    fn advance(&self, py: Python<'_>, msg: Msg) -> Advanced {
+    fn advance(&self, py: Python<'_>, msg: Wire) -> Advanced {
         // SAFETY: GIL held; no other reference to the state is live (re-entry is
         // refused below before anything is touched).
         let state = unsafe { &mut *self.state.get() };
-        if state.running {
-            return Advanced::Yielded(Err(PyValueError::new_err("portal already executing")));
-        }
-        if self.call && state.finished {
-            // What a finished coroutine says (a coroutine portal's coroutine says it).
-            return Advanced::Yielded(Err(PyRuntimeError::new_err(
-                "cannot reuse already awaited coroutine",
-            )));
+        if state.running || (self.call && state.finished) {
+            return Advanced::Yielded(refuse(py, self.call && !state.running, msg));
         }
         let mut worker = match (state.worker.take(), state.pinned.take()) {
             (Some(worker), _) => worker,
             (None, Some(pinned)) => self.bind(pinned),
             (None, None) => match self.begin_step(py) {
                 Ok(worker) => worker,
-                Err(err) => return Advanced::Yielded(Err(err)),
+                Err(err) => {
+                    msg.release(py);
+                    return Advanced::Yielded(Wire::raise(py, err));
+                }
             },
         };
         state.running = true;
@@ -167,7 +164,7 @@ impl Portal {
         let raw: *mut FiberCore = &mut *worker;
         // SAFETY: the worker is ours, parked or bound, on this thread (checked inside);
         // it has no Python object.
-        let result = unsafe { fiber::resume(py, raw, ptr::null_mut(), msg) };
+        let result = unsafe { fiber::resume_wire(py, raw, ptr::null_mut(), msg) };
         // SAFETY: GIL held; the step's code is done touching the state.
         let state = unsafe { &mut *self.state.get() };
         state.running = false;
@@ -193,8 +190,8 @@ impl Portal {
                 state.finished = true;
                 end_step(py, worker);
                 match result {
-                    Ok(value) => Advanced::Returned(value),
-                    Err(err) => Advanced::Yielded(Err(err)),
+                    Wire::Value(value) => Advanced::Returned(value),
+                    raised => Advanced::Yielded(raised),
                 }
             }
             // `resume` refused before the worker ran (an error was already pending, say):
@@ -228,6 +225,21 @@ impl Portal {
         debug_assert!(old.is_null());
         worker
     }
+}
+
+/// The error for a step that cannot run: the portal is executing already, or (a call
+/// portal) `finished`.
+#[inline(never)]
+#[cold]
+fn refuse(py: Python<'_>, finished: bool, msg: Wire) -> Wire {
+    msg.release(py);
+    let err = if finished {
+        // What a finished coroutine says (a coroutine portal's coroutine says it).
+        PyRuntimeError::new_err("cannot reuse already awaited coroutine")
+    } else {
+        PyValueError::new_err("portal already executing")
+    };
+    Wire::raise(py, err)
 }
 
 /// A new worker, parked and ready for its first step.
@@ -280,81 +292,140 @@ fn retire(py: Python<'_>, mut worker: Box<FiberCore>) {
     let _ = unsafe { fiber::resume(py, raw, ptr::null_mut(), Ok(py.None())) };
 }
 
-/// The native body of a step worker (see module docs).
-fn worker_main(py: Python<'_>, core: *mut FiberCore, first: Msg) -> Msg {
-    drop(first.map(|v| v.into_bound(py)));
+/// The native body of a step worker (see module docs). Its frame, and those of the
+/// step it runs, stay on the stack while the step is blocked in `await_`: keep them
+/// small (everything but a plain `send` lives out of line).
+fn worker_main(py: Python<'_>, core: *mut FiberCore, first: Wire) -> Wire {
+    first.release(py);
     // SAFETY: the core owns this fiber and outlives it; this and the other derefs of
     // `core` below are short field accesses with no other reference live.
     unsafe { (*core).worker.outcome = StepOutcome::Idle };
-    let mut msg = fiber::suspend_msg(Ok(py.None()));
+    let mut msg = fiber::suspend_wire(Wire::Value(py.None()));
     loop {
         // SAFETY: as above.
         let coro = unsafe { (*core).worker.coro };
         if coro.is_null() {
-            drop(msg.map(|v| v.into_bound(py)));
+            msg.release(py);
             greenlet_bridge::stop_runner(py, core);
-            return Ok(py.None());
+            return Wire::Value(py.None());
         }
-        // SAFETY: `coro` is held by the portal running this step.
-        let coro = unsafe { Bound::from_borrowed_ptr(py, coro) };
         // SAFETY: as above.
         let top_level = unsafe { (*core).resumed_from_thread_stack() };
         // SAFETY: as above.
         let call = unsafe { (*core).worker.call };
+        // The step holds a reference of its own, for as long as it runs: if its portal
+        // dies with the step open and the stack is leaked, the coroutine stays alive
+        // with it (CPython must never finalize a coroutine whose frame is executing).
+        // SAFETY: `coro` is held by the portal running this step; GIL held.
+        unsafe { ffi::Py_INCREF(coro) };
         let (outcome, result) = match greenlet_bridge::api_if_found().filter(|_| top_level) {
-            Some(api) => greenlet_bridge::run_step(py, core, api, &coro, call, msg),
-            None => run_step(py, &coro, call, msg),
+            Some(api) => bridged_step(py, core, api, coro, call, msg),
+            None if call => run_call(py, coro, msg),
+            // SAFETY: as above.
+            None => unsafe { run_step(py, coro, msg) },
         };
-        drop(coro);
+        // SAFETY: the reference taken above.
+        unsafe { ffi::Py_DECREF(coro) };
         // SAFETY: as above.
         unsafe { (*core).worker.outcome = outcome };
-        msg = fiber::suspend_msg(result);
+        msg = fiber::suspend_wire(result);
     }
 }
 
-/// One step of `coro`: `send(value)` or `throw(exc)`.
-pub(crate) fn run_step(
+/// A step run inside greenlet's world (see `greenlet_bridge`).
+#[inline(never)]
+#[cold]
+fn bridged_step(
+    py: Python<'_>,
+    core: *mut FiberCore,
+    api: greenlet_bridge::Api,
+    coro: *mut ffi::PyObject,
+    call: bool,
+    msg: Wire,
+) -> (StepOutcome, Wire) {
+    // SAFETY: `coro` is held by the portal running this step.
+    let coro = unsafe { Bound::from_borrowed_ptr(py, coro) };
+    let (outcome, result) = greenlet_bridge::run_step(py, core, api, &coro, call, msg.into_msg(py));
+    (outcome, Wire::from_msg(py, result))
+}
+
+/// One step of the coroutine `coro`: `send(value)` or `throw(exc)`.
+///
+/// # Safety
+/// `coro` is a live object (borrowed), GIL held.
+#[inline]
+pub(crate) unsafe fn run_step(
+    py: Python<'_>,
+    coro: *mut ffi::PyObject,
+    msg: Wire,
+) -> (StepOutcome, Wire) {
+    let value = match msg {
+        Wire::Value(value) => value.into_bound(py),
+        Wire::Raise(exc) => return throw_step(py, coro, exc),
+    };
+    let mut out: *mut ffi::PyObject = ptr::null_mut();
+    // SAFETY: GIL held; both objects are alive; `out` receives a new reference.
+    let status = unsafe { ffi::PyIter_Send(coro, value.as_ptr(), &mut out) };
+    drop(value);
+    match status {
+        // SAFETY: on NEXT/RETURN `out` is a new reference.
+        ffi::PySendResult::PYGEN_NEXT => (
+            StepOutcome::Yielded,
+            Wire::Value(unsafe { Bound::from_owned_ptr(py, out).unbind() }),
+        ),
+        // SAFETY: as above.
+        ffi::PySendResult::PYGEN_RETURN => (
+            StepOutcome::Returned,
+            Wire::Value(unsafe { Bound::from_owned_ptr(py, out).unbind() }),
+        ),
+        ffi::PySendResult::PYGEN_ERROR => (StepOutcome::Raised, Wire::fetch(py)),
+    }
+}
+
+/// [`run_step`] (or [`run_call`]) for callers holding a [`Msg`]: the greenlet runner.
+pub(crate) fn run_any_step(
     py: Python<'_>,
     coro: &Bound<'_, PyAny>,
     call: bool,
     msg: Msg,
 ) -> (StepOutcome, Msg) {
-    if call {
-        return run_call(coro, msg);
-    }
-    match msg {
-        Ok(value) => {
-            let value = value.into_bound(py);
-            let mut out: *mut ffi::PyObject = ptr::null_mut();
-            // SAFETY: GIL held; both objects are alive; `out` receives a new reference.
-            let status = unsafe { ffi::PyIter_Send(coro.as_ptr(), value.as_ptr(), &mut out) };
-            match status {
-                // SAFETY: on NEXT/RETURN `out` is a new reference.
-                ffi::PySendResult::PYGEN_NEXT => (
-                    StepOutcome::Yielded,
-                    Ok(unsafe { Bound::from_owned_ptr(py, out).unbind() }),
-                ),
-                // SAFETY: as above.
-                ffi::PySendResult::PYGEN_RETURN => (
-                    StepOutcome::Returned,
-                    Ok(unsafe { Bound::from_owned_ptr(py, out).unbind() }),
-                ),
-                ffi::PySendResult::PYGEN_ERROR => (StepOutcome::Raised, Err(PyErr::fetch(py))),
-            }
-        }
-        Err(exc) => match throw_into(py, coro, exc) {
-            Thrown::Yielded(v) => (StepOutcome::Yielded, Ok(v)),
-            Thrown::Returned(v) => (StepOutcome::Returned, Ok(v)),
-            Thrown::Raised(e) => (StepOutcome::Raised, Err(e)),
-        },
+    let msg = Wire::from_msg(py, msg);
+    let (outcome, result) = if call {
+        run_call(py, coro.as_ptr(), msg)
+    } else {
+        // SAFETY: `coro` is alive (borrowed by the caller).
+        unsafe { run_step(py, coro.as_ptr(), msg) }
+    };
+    (outcome, result.into_msg(py))
+}
+
+/// `coro.throw(exc)` for a step (out of line: see `worker_main`).
+#[inline(never)]
+fn throw_step(
+    py: Python<'_>,
+    coro: *mut ffi::PyObject,
+    exc: Py<pyo3::exceptions::PyBaseException>,
+) -> (StepOutcome, Wire) {
+    // SAFETY: `coro` is live (run_step's contract).
+    let coro = unsafe { Bound::from_borrowed_ptr(py, coro) };
+    match throw_into(py, &coro, fiber::error_from(py, exc)) {
+        Thrown::Yielded(v) => (StepOutcome::Yielded, Wire::Value(v)),
+        Thrown::Returned(v) => (StepOutcome::Returned, Wire::Value(v)),
+        Thrown::Raised(e) => (StepOutcome::Raised, Wire::raise(py, e)),
     }
 }
 
 /// The one step of a call portal: `fn(*args, **kwargs)`. An exception thrown in
 /// before it runs is raised, as by a coroutine that has not started.
-fn run_call(call: &Bound<'_, PyAny>, msg: Msg) -> (StepOutcome, Msg) {
+#[inline(never)]
+fn run_call(py: Python<'_>, call: *mut ffi::PyObject, msg: Wire) -> (StepOutcome, Wire) {
+    // SAFETY: the portal running this step holds `call`.
+    let call = unsafe { Bound::from_borrowed_ptr(py, call) };
     let run = || -> PyResult<Py<PyAny>> {
-        msg?;
+        if let Wire::Raise(exc) = msg {
+            return Err(fiber::error_from(py, exc));
+        }
+        msg.release(py);
         let (func, args, kwargs): (
             Bound<'_, PyAny>,
             Bound<'_, pyo3::types::PyTuple>,
@@ -363,8 +434,8 @@ fn run_call(call: &Bound<'_, PyAny>, msg: Msg) -> (StepOutcome, Msg) {
         Ok(func.call(args, kwargs.as_ref())?.unbind())
     };
     match run() {
-        Ok(value) => (StepOutcome::Returned, Ok(value)),
-        Err(err) => (StepOutcome::Raised, Err(err)),
+        Ok(value) => (StepOutcome::Returned, Wire::Value(value)),
+        Err(err) => (StepOutcome::Raised, Wire::raise(py, err)),
     }
 }
 
@@ -566,7 +637,7 @@ pub(crate) unsafe extern "C" fn portal_am_send(
             };
             (slf, value)
         };
-        slf.get().advance(py, Ok(value))
+        slf.get().advance(py, Wire::Value(value))
     }));
     match outcome {
         Ok(Advanced::Returned(value)) => {
@@ -574,13 +645,13 @@ pub(crate) unsafe extern "C" fn portal_am_send(
             unsafe { *out = value.into_ptr() };
             ffi::PySendResult::PYGEN_RETURN
         }
-        Ok(Advanced::Yielded(Ok(value))) => {
+        Ok(Advanced::Yielded(Wire::Value(value))) => {
             // SAFETY: as above.
             unsafe { *out = value.into_ptr() };
             ffi::PySendResult::PYGEN_NEXT
         }
-        Ok(Advanced::Yielded(Err(err))) => {
-            err.restore(py);
+        Ok(Advanced::Yielded(Wire::Raise(exc))) => {
+            fiber::error_from(py, exc).restore(py);
             // SAFETY: NULL result with the exception set, as the protocol requires.
             unsafe { *out = ptr::null_mut() };
             ffi::PySendResult::PYGEN_ERROR
