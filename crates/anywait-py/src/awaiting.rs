@@ -124,7 +124,8 @@ pub(crate) fn await_(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny
             Err(trap) => {
                 // SAFETY: `core` is the running worker (checked above: in its step).
                 unsafe { (*core).worker.outcome = StepOutcome::Trap };
-                fiber::suspend_wire(Wire::Value(trap.unbind()))
+                // SAFETY: as above.
+                unsafe { fiber::suspend_running(core, Wire::Value(trap.unbind())) }
             }
         };
     }

@@ -618,17 +618,20 @@ unsafe fn switch_into(
         );
     }
     let ts = thread_state();
-    // SAFETY: live core, and the only reference until the engine is resumed.
+    // One thread-local access for the whole switch: the fiber runs on this thread, so
+    // the cell's address stays valid across it.
+    let current_cell: *const Cell<*mut FiberCore> = CURRENT.with(ptr::from_ref);
+    // SAFETY: live core, and the only reference until the engine is resumed; the cell
+    // is this thread's and outlives the call.
     let fiber_state = unsafe {
         let c = &mut *core;
-        c.resumer = current();
+        c.resumer = (*current_cell).replace(core);
         c.pyobj = pyobj;
         c.status = Status::Running;
         c.snapshot
             .take()
             .expect("suspended fiber without a snapshot")
     };
-    CURRENT.with(|cur| cur.set(core));
 
     // SAFETY: ts is this thread's state, GIL held; from here to the swap back only the
     // stack switch happens (no Python API).
@@ -642,7 +645,8 @@ unsafe fn switch_into(
 
     // SAFETY: the fiber is parked or finished: nothing else references the core now.
     let c = unsafe { &mut *core };
-    CURRENT.with(|cur| cur.set(c.resumer));
+    // SAFETY: as above (same thread, cell alive).
+    unsafe { (*current_cell).set(c.resumer) };
     c.resumer = ptr::null_mut();
     c.pyobj = ptr::null_mut();
     match resumed {
@@ -690,8 +694,19 @@ pub(crate) fn suspend_msg(msg: Msg) -> Msg {
 /// [`suspend_msg`] with the message as it crosses the switch; only for code known
 /// to run on a fiber (a portal step).
 pub(crate) fn suspend_wire(msg: Wire) -> Wire {
-    let core = current();
-    debug_assert!(!core.is_null(), "suspend_wire outside a fiber");
+    // SAFETY: the innermost running fiber is live and running.
+    unsafe { suspend_running(current(), msg) }
+}
+
+/// [`suspend_wire`] for a caller that knows the running fiber.
+///
+/// # Safety
+/// `core` is the innermost running fiber of this thread.
+pub(crate) unsafe fn suspend_running(core: *mut FiberCore, msg: Wire) -> Wire {
+    debug_assert!(
+        !core.is_null() && core == current(),
+        "not the running fiber"
+    );
     // SAFETY: a running core's yielder was set by its body on entry and lives on its
     // stack until the body returns, which cannot happen while we are inside it.
     let yielder = unsafe { &*(*core).yielder };

@@ -300,7 +300,8 @@ fn worker_main(py: Python<'_>, core: *mut FiberCore, first: Wire) -> Wire {
     // SAFETY: the core owns this fiber and outlives it; this and the other derefs of
     // `core` below are short field accesses with no other reference live.
     unsafe { (*core).worker.outcome = StepOutcome::Idle };
-    let mut msg = fiber::suspend_wire(Wire::Value(py.None()));
+    // SAFETY: this worker is the running fiber (its body).
+    let mut msg = unsafe { fiber::suspend_running(core, Wire::Value(py.None())) };
     loop {
         // SAFETY: as above.
         let coro = unsafe { (*core).worker.coro };
@@ -328,7 +329,8 @@ fn worker_main(py: Python<'_>, core: *mut FiberCore, first: Wire) -> Wire {
         unsafe { ffi::Py_DECREF(coro) };
         // SAFETY: as above.
         unsafe { (*core).worker.outcome = outcome };
-        msg = fiber::suspend_wire(result);
+        // SAFETY: as above.
+        msg = unsafe { fiber::suspend_running(core, result) };
     }
 }
 
