@@ -24,6 +24,10 @@ One table per event loop. "checkpoint" is ``await asyncio.sleep(0)`` on asyncio 
 * new task + ensure_portal() -- a new task that only does ``await ensure_portal()``,
   waited for (asyncio: ``await create_task(...)``; Trio: one nursery per task); native: a
   new task that returns at once.
+* new task + ensure_portal(), vs a yield (not in the issue) -- the same anywait and
+  greenback rows, against a native task that yields once the way ``ensure_portal()`` does
+  (a bare yield on asyncio, ``cancel_shielded_checkpoint()`` on Trio): what giving a
+  running task a portal costs beyond the schedule point it cannot do without.
 * new task under run() (not in the issue) -- the same new tasks, but in a loop that gives
   every task a portal as it is created, so no task waits a checkpoint for it: anywait.run();
   greenback's AutoPortalInstrument on Trio. The loop's own main task has a portal too.
@@ -93,8 +97,18 @@ B_AWAIT_CHECKPOINT = "await_(checkpoint)"
 B_RUN_SYNC = "with_portal_run_sync(f)"
 B_NEW_TASK = "new task + ensure_portal()"
 B_NEW_TASK_RUN = "new task under run()"
+B_NEW_TASK_YIELD = "new task + ensure_portal(), vs a yield"
 B_RSS = "RSS per task blocked in await_"
-TIMED = (B_CHECKPOINT, B_STEP, B_NOOP, B_AWAIT_CHECKPOINT, B_RUN_SYNC, B_NEW_TASK, B_NEW_TASK_RUN)
+TIMED = (
+    B_CHECKPOINT,
+    B_STEP,
+    B_NOOP,
+    B_AWAIT_CHECKPOINT,
+    B_RUN_SYNC,
+    B_NEW_TASK,
+    B_NEW_TASK_YIELD,
+    B_NEW_TASK_RUN,
+)
 
 
 @dataclass(frozen=True)
@@ -121,7 +135,15 @@ TARGETS = {
     B_NEW_TASK: Target(1000, True, {"greenback": "+31 us"}),
 }
 #: Rows whose notes show the per-round difference to their native row.
-OVER_NATIVE = (B_CHECKPOINT, B_STEP, B_AWAIT_CHECKPOINT, B_NEW_TASK, B_NEW_TASK_RUN, B_RSS)
+OVER_NATIVE = (
+    B_CHECKPOINT,
+    B_STEP,
+    B_AWAIT_CHECKPOINT,
+    B_NEW_TASK,
+    B_NEW_TASK_YIELD,
+    B_NEW_TASK_RUN,
+    B_RSS,
+)
 
 NATIVE_NOTES = {
     B_CHECKPOINT: "plain task",
@@ -130,6 +152,7 @@ NATIVE_NOTES = {
     B_AWAIT_CHECKPOINT: "await checkpoint in a plain task",
     B_RUN_SYNC: "await an async def calling f",
     B_NEW_TASK: "new task that returns at once",
+    B_NEW_TASK_YIELD: "new task that yields once, as ensure_portal() must",
     B_NEW_TASK_RUN: "the same in a plain loop",
     B_RSS: "tasks blocked in await event.wait()",
 }
@@ -144,6 +167,7 @@ NOT_APPLICABLE = {
     ("awaitlet", B_STEP): "n/a: no portal",
     ("awaitlet", B_NEW_TASK): "n/a: nothing per task; its per-use cost is the async_def row",
     ("awaitlet", B_NEW_TASK_RUN): "n/a: nothing per task",
+    ("awaitlet", B_NEW_TASK_YIELD): "n/a: nothing per task",
     ("greenback", B_STEP): "n/a: its shim coroutine is private API",
 }
 #: Extra (not in the issue): what a task pays when its portal comes with it, from the loop.
@@ -352,8 +376,26 @@ def run_sync_body(impl: str) -> InLoopBody:
     return body
 
 
-def new_task_body(backend: Backend, impl: str) -> InLoopBody:
-    if impl == "native":
+@types.coroutine
+def _bare_yield() -> Generator[None, None, None]:
+    """One schedule point on asyncio: the bare yield anywait's ensure_portal() makes."""
+    yield
+
+
+def new_task_body(backend: Backend, impl: str, *, native_yields: bool = False) -> InLoopBody:
+    if impl == "native" and native_yields:
+        # The schedule point a task gets a portal at: the same yield ensure_portal() makes.
+        if backend.name == "trio":
+            import trio
+
+            yield_once: Callable[[], Awaitable[None]] = trio.lowlevel.cancel_shielded_checkpoint
+        else:
+            yield_once = _bare_yield
+
+        async def child() -> None:
+            await yield_once()
+
+    elif impl == "native":
         child = noop
     else:
         ensure_portal = portal_api(impl).ensure_portal
@@ -440,6 +482,7 @@ def make_measure(backend: Backend, bench: str, impl: str) -> Measure:
         B_AWAIT_CHECKPOINT: lambda: await_body(impl, backend.checkpoint),
         B_RUN_SYNC: lambda: run_sync_body(impl),
         B_NEW_TASK: lambda: new_task_body(backend, impl),
+        B_NEW_TASK_YIELD: lambda: new_task_body(backend, impl, native_yields=True),
     }
     return functools.partial(backend.run, bodies[bench]())
 

@@ -20,6 +20,11 @@ async def ensure_portal() -> None:
     (a checkpoint), because only the task's next step can run inside the portal. With a
     portal already present it returns at once.
     """
+    installed = _glue.install_portal_asyncio_fast()
+    if installed is not None:
+        if installed:
+            await _glue.yield_to_asyncio()
+        return
     task, backend = _glue.current_task()
     if _glue.install_portal(task, backend):
         await _glue.checkpoint(backend)
