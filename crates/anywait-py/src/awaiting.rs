@@ -7,7 +7,7 @@
 //! `yield from` would. Because the awaited code runs on the same fiber, it may itself
 //! call sync code that calls `await_`: nesting needs nothing more.
 
-use pyo3::exceptions::{PyBaseException, PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
@@ -113,7 +113,7 @@ pub(crate) fn await_(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny
                     ffi::PySendResult::PYGEN_ERROR => return Err(fetch_error(py)),
                 }
             }
-            Wire::Raise(exc) => match throw_step(py, &it, exc) {
+            Wire::Raise(exc) => match portal::throw_exception(py, &it, exc) {
                 Thrown::Yielded(trap) => trap.into_bound(py),
                 Thrown::Returned(value) => return Ok(value),
                 Thrown::Raised(err) => return Err(err),
@@ -147,14 +147,8 @@ fn awaitable_iter_or_close<'py>(aw: &Bound<'py, PyAny>) -> PyResult<Bound<'py, P
 
 /// The exception the awaited iterator raised (out of line, as for `await_` itself).
 #[inline(never)]
-pub(crate) fn fetch_error(py: Python<'_>) -> PyErr {
+fn fetch_error(py: Python<'_>) -> PyErr {
     PyErr::fetch(py)
-}
-
-/// An exception delivered into an `await_` (out of line, as for `await_` itself).
-#[inline(never)]
-fn throw_step(py: Python<'_>, it: &Bound<'_, PyAny>, exc: Py<PyBaseException>) -> Thrown {
-    portal::throw_into(py, it, fiber::error_from(py, exc))
 }
 
 /// A coroutine handed to a failing `await_` is closed, as the interpreter would leave

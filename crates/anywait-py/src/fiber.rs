@@ -682,24 +682,20 @@ pub(crate) fn suspend(value: Py<PyAny>) -> Msg {
 
 /// Like [`suspend`], handing the resumer either a value or an exception.
 pub(crate) fn suspend_msg(msg: Msg) -> Msg {
-    if current().is_null() {
+    let core = current();
+    if core.is_null() {
         return Err(PyRuntimeError::new_err(
             "suspend() called outside a fiber; it can only be called from code running in a Fiber",
         ));
     }
     // SAFETY: the GIL is held by whoever runs Python code on this thread.
     let py = unsafe { Python::assume_attached() };
-    suspend_wire(Wire::from_msg(py, msg)).into_msg(py)
+    // SAFETY: `core` is this thread's innermost running fiber.
+    unsafe { suspend_running(core, Wire::from_msg(py, msg)) }.into_msg(py)
 }
 
-/// [`suspend_msg`] with the message as it crosses the switch; only for code known
-/// to run on a fiber (a portal step).
-pub(crate) fn suspend_wire(msg: Wire) -> Wire {
-    // SAFETY: the innermost running fiber is live and running.
-    unsafe { suspend_running(current(), msg) }
-}
-
-/// [`suspend_wire`] for a caller that knows the running fiber.
+/// Suspends `core` (see [`suspend`]) with the message as it crosses the switch: for
+/// callers that know the running fiber (a portal step).
 ///
 /// # Safety
 /// `core` is the innermost running fiber of this thread.

@@ -301,13 +301,15 @@ pub(crate) fn run_step(
     py: Python<'_>,
     core: *mut FiberCore,
     api: Api,
-    coro: &Bound<'_, PyAny>,
+    coro: *mut ffi::PyObject,
     call: bool,
-    msg: Msg,
-) -> (StepOutcome, Msg) {
-    match bridged_step(py, core, api, coro, call, msg) {
-        Ok(done) => done,
-        Err(err) => (StepOutcome::Raised, Err(err)),
+    msg: Wire,
+) -> (StepOutcome, Wire) {
+    // SAFETY: `coro` is held by the portal running this step.
+    let coro = unsafe { Bound::from_borrowed_ptr(py, coro) };
+    match bridged_step(py, core, api, &coro, call, msg.into_msg(py)) {
+        Ok((outcome, result)) => (outcome, Wire::from_msg(py, result)),
+        Err(err) => (StepOutcome::Raised, Wire::raise(py, err)),
     }
 }
 
@@ -492,26 +494,22 @@ pub(crate) fn forward_trap<'py>(
 #[inline(never)]
 #[cold]
 fn forward_bridged(py: Python<'_>, core: *mut FiberCore, trap: Bound<'_, PyAny>) -> Wire {
-    let answer = forward_bridged_msg(py, core, trap);
-    Wire::from_msg(py, answer)
-}
-
-fn forward_bridged_msg(py: Python<'_>, core: *mut FiberCore, trap: Bound<'_, PyAny>) -> Msg {
     // SAFETY: `core` is the running worker; a short read.
     let loop_greenlet = unsafe { (*core).worker.bridge.loop_greenlet.as_ref() }
         .expect("forward_bridged on an unbridged step")
         .bind(py)
         .clone();
     let Some(api) = api(py) else {
-        return Err(PyRuntimeError::new_err(
-            "greenlet's C API disappeared during a bridged step",
-        ));
+        return Wire::raise(
+            py,
+            PyRuntimeError::new_err("greenlet's C API disappeared during a bridged step"),
+        );
     };
     let message = api
         .current(py)
         .and_then(|sender| Ok((TRAP, trap, sender).into_pyobject(py)?.into_any()));
     let reply = message.and_then(|m| api.switch(&loop_greenlet, m));
-    reply.and_then(|packed| unpack(&packed))
+    Wire::from_msg(py, reply.and_then(|packed| unpack(&packed)))
 }
 
 /// The body of a worker's runner greenlet: runs steps until told to stop (None).

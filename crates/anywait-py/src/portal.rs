@@ -146,7 +146,7 @@ impl Portal {
         // refused below before anything is touched).
         let state = unsafe { &mut *self.state.get() };
         if state.running || (self.call && state.finished) {
-            return Advanced::Yielded(refuse(py, self.call && !state.running, msg));
+            return Advanced::Yielded(refuse(py, state.running, msg));
         }
         let mut worker = match (state.worker.take(), state.pinned.take()) {
             (Some(worker), _) => worker,
@@ -227,17 +227,17 @@ impl Portal {
     }
 }
 
-/// The error for a step that cannot run: the portal is executing already, or (a call
-/// portal) `finished`.
+/// The error for a step that cannot run: the portal is `running` already, or else a
+/// call portal has finished.
 #[inline(never)]
 #[cold]
-fn refuse(py: Python<'_>, finished: bool, msg: Wire) -> Wire {
+fn refuse(py: Python<'_>, running: bool, msg: Wire) -> Wire {
     msg.release(py);
-    let err = if finished {
+    let err = if running {
+        PyValueError::new_err("portal already executing")
+    } else {
         // What a finished coroutine says (a coroutine portal's coroutine says it).
         PyRuntimeError::new_err("cannot reuse already awaited coroutine")
-    } else {
-        PyValueError::new_err("portal already executing")
     };
     Wire::raise(py, err)
 }
@@ -320,7 +320,7 @@ fn worker_main(py: Python<'_>, core: *mut FiberCore, first: Wire) -> Wire {
         // SAFETY: `coro` is held by the portal running this step; GIL held.
         unsafe { ffi::Py_INCREF(coro) };
         let (outcome, result) = match greenlet_bridge::api_if_found().filter(|_| top_level) {
-            Some(api) => bridged_step(py, core, api, coro, call, msg),
+            Some(api) => greenlet_bridge::run_step(py, core, api, coro, call, msg),
             None if call => run_call(py, coro, msg),
             // SAFETY: as above.
             None => unsafe { run_step(py, coro, msg) },
@@ -332,23 +332,6 @@ fn worker_main(py: Python<'_>, core: *mut FiberCore, first: Wire) -> Wire {
         // SAFETY: as above.
         msg = unsafe { fiber::suspend_running(core, result) };
     }
-}
-
-/// A step run inside greenlet's world (see `greenlet_bridge`).
-#[inline(never)]
-#[cold]
-fn bridged_step(
-    py: Python<'_>,
-    core: *mut FiberCore,
-    api: greenlet_bridge::Api,
-    coro: *mut ffi::PyObject,
-    call: bool,
-    msg: Wire,
-) -> (StepOutcome, Wire) {
-    // SAFETY: `coro` is held by the portal running this step.
-    let coro = unsafe { Bound::from_borrowed_ptr(py, coro) };
-    let (outcome, result) = greenlet_bridge::run_step(py, core, api, &coro, call, msg.into_msg(py));
-    (outcome, Wire::from_msg(py, result))
 }
 
 /// One step of the coroutine `coro`: `send(value)` or `throw(exc)`.
@@ -410,7 +393,7 @@ fn throw_step(
 ) -> (StepOutcome, Wire) {
     // SAFETY: `coro` is live (run_step's contract).
     let coro = unsafe { Bound::from_borrowed_ptr(py, coro) };
-    match throw_into(py, &coro, fiber::error_from(py, exc)) {
+    match throw_exception(py, &coro, exc) {
         Thrown::Yielded(v) => (StepOutcome::Yielded, Wire::Value(v)),
         Thrown::Returned(v) => (StepOutcome::Returned, Wire::Value(v)),
         Thrown::Raised(e) => (StepOutcome::Raised, Wire::raise(py, e)),
@@ -445,6 +428,17 @@ pub(crate) enum Thrown {
     Yielded(Py<PyAny>),
     Returned(Py<PyAny>),
     Raised(PyErr),
+}
+
+/// [`throw_into`] for an exception that crossed a switch. Out of line: its callers
+/// (`await_`, the worker loop) have frames on every blocked task's stack.
+#[inline(never)]
+pub(crate) fn throw_exception(
+    py: Python<'_>,
+    it: &Bound<'_, PyAny>,
+    exc: Py<pyo3::exceptions::PyBaseException>,
+) -> Thrown {
+    throw_into(py, it, fiber::error_from(py, exc))
 }
 
 /// `it.throw(exc)` with `yield from` semantics: an iterator without `throw` gets the
