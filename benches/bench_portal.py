@@ -25,9 +25,10 @@ One table per event loop. "checkpoint" is ``await asyncio.sleep(0)`` on asyncio 
   waited for (asyncio: ``await create_task(...)``; Trio: one nursery per task); native: a
   new task that returns at once.
 * new task + ensure_portal(), vs a yield (not in the issue) -- the same anywait and
-  greenback rows, against a native task that yields once the way ``ensure_portal()`` does
-  (a bare yield on asyncio, ``cancel_shielded_checkpoint()`` on Trio): what giving a
-  running task a portal costs beyond the schedule point it cannot do without.
+  greenback rows, against a native task that yields once (a bare yield on asyncio,
+  ``cancel_shielded_checkpoint()`` on Trio). On Trio ``ensure_portal()`` must yield
+  that way, so this is what a portal costs beyond the schedule point; on asyncio a C
+  Task enters its portal without a schedule point, so this shows what that saves.
 * new task under run() (not in the issue) -- the same new tasks, but in a loop that gives
   every task a portal as it is created, so no task waits a checkpoint for it: anywait.run();
   greenback's AutoPortalInstrument on Trio. The loop's own main task has a portal too.
@@ -152,7 +153,7 @@ NATIVE_NOTES = {
     B_AWAIT_CHECKPOINT: "await checkpoint in a plain task",
     B_RUN_SYNC: "await an async def calling f",
     B_NEW_TASK: "new task that returns at once",
-    B_NEW_TASK_YIELD: "new task that yields once, as ensure_portal() must",
+    B_NEW_TASK_YIELD: "new task that yields once (as ensure_portal() must on Trio)",
     B_NEW_TASK_RUN: "the same in a plain loop",
     B_RSS: "tasks blocked in await event.wait()",
 }
@@ -378,13 +379,14 @@ def run_sync_body(impl: str) -> InLoopBody:
 
 @types.coroutine
 def _bare_yield() -> Generator[None, None, None]:
-    """One schedule point on asyncio: the bare yield anywait's ensure_portal() makes."""
+    """One schedule point on asyncio: the bare yield a task makes to let others run."""
     yield
 
 
 def new_task_body(backend: Backend, impl: str, *, native_yields: bool = False) -> InLoopBody:
     if impl == "native" and native_yields:
-        # The schedule point a task gets a portal at: the same yield ensure_portal() makes.
+        # One schedule point: what ensure_portal() makes on Trio (and for asyncio's
+        # pure-Python tasks).
         if backend.name == "trio":
             import trio
 

@@ -7,7 +7,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from anywait import _glue, _tree
-from anywait._anywait import Portal, _call_in_portal, _in_portal_step, _make_portal
+from anywait._anywait import (
+    Portal,
+    _call_in_portal,
+    _in_portal_step,
+    _install_portal_c_task,
+    _make_portal,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -16,18 +22,21 @@ T = TypeVar("T")
 async def ensure_portal() -> None:
     """Give the current task a portal, so that sync code it calls may use `await_`.
 
-    If the task has no portal yet, this installs one and yields to the event loop once
-    (a checkpoint), because only the task's next step can run inside the portal. With a
-    portal already present it returns at once.
+    If the task has no portal yet, this installs one and has the task's next step run
+    the rest of its work inside it (only a next step can run in the portal): an
+    asyncio C Task (also uvloop's) takes that step at once, without going through the
+    event loop; on Trio, and for pure-Python asyncio tasks, this yields to the event
+    loop once (a schedule point, never a cancellation point on Trio). With a portal
+    already present it returns at once.
     """
-    installed = _glue.install_portal_asyncio_fast()
-    if installed is not None:
-        if installed:
-            await _glue.yield_to_asyncio()
+    step = _install_portal_c_task()
+    if step is not None:
+        if step is not False:
+            await step
         return
     task, backend = _glue.current_task()
     if _glue.install_portal(task, backend):
-        await _glue.checkpoint(backend)
+        await _glue.into_portal(task, backend)
 
 
 def has_portal(task: Any = None) -> bool:

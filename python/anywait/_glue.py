@@ -21,7 +21,7 @@ import types
 from collections.abc import Awaitable, Generator
 from typing import Any, Literal
 
-from anywait._anywait import Portal, _make_portal, _swap_c_task_coro
+from anywait._anywait import Portal, _ImmediateStep, _make_portal, _swap_c_task_coro
 
 Backend = Literal["asyncio", "trio"]
 
@@ -66,27 +66,6 @@ def current_task() -> tuple[Any, Backend]:
 
 #: The C Task class (uvloop's tasks too), when the C accelerator is in use.
 _C_TASK: Any = getattr(asyncio.tasks, "_CTask", None)
-_asyncio_current_task = asyncio.current_task
-
-
-def install_portal_asyncio_fast() -> bool | None:
-    """`current_task()` + `install_portal()` for the common case, a C Task in a
-    program that has not imported Trio (about half of ``ensure_portal``'s cost on a new
-    task otherwise): True if a portal was installed, False if the task had one, None
-    when the general path must decide."""
-    if _C_TASK is None or "trio" in sys.modules:
-        return None
-    try:
-        task: Any = _asyncio_current_task()
-    except RuntimeError:
-        return None
-    if type(task) is not _C_TASK:
-        return None
-    coro = task.get_coro()
-    if type(coro) is Portal:
-        return False
-    _swap_c_task_coro(task, coro, _make_portal(coro))
-    return True
 
 
 def backend_of(task: Any) -> Backend:
@@ -137,12 +116,18 @@ def yield_to_asyncio() -> Generator[None, None, None]:
     yield
 
 
-def checkpoint(backend: Backend) -> Awaitable[None]:
-    """Yield to the event loop once, so that the task's next step runs in its portal
-    (on Trio without being a cancellation point)."""
+def into_portal(task: Any, backend: Backend) -> Awaitable[None]:
+    """What the current task, just given a portal, awaits so that the rest of its step
+    runs in the portal: the step running now cannot move there, only the next one can.
+    A C Task runs its next step at once (see crates/anywait-py/src/immediate_step.rs);
+    other tasks yield to the event loop once (on Trio without being a cancellation
+    point)."""
     if backend == "trio":
         import trio
 
         checkpoint: Awaitable[None] = trio.lowlevel.cancel_shielded_checkpoint()
         return checkpoint
+    if type(task) is _C_TASK:
+        step: Awaitable[None] = _ImmediateStep(task.get_loop(), task)
+        return step
     return yield_to_asyncio()

@@ -41,13 +41,13 @@ def portals_for_children() -> AbstractContextManager[None]:
 
 @asynccontextmanager
 async def portals_for_tree() -> AsyncIterator[None]:
-    """Like `portals_for_children`, and the current task gets a portal too (with
-    `ensure_portal`: a schedule point if it had none, never a cancellation point on
-    Trio). The task keeps its portal after the block; it costs nothing measurable."""
+    """Like `portals_for_children`, and the current task gets a portal too (as with
+    `ensure_portal`: on Trio a schedule point if it had none, never a cancellation
+    point). The task keeps its portal after the block; it costs nothing measurable."""
     task, backend = _glue.current_task()
     with _children_scope(task, backend):
         if _glue.install_portal(task, backend):
-            await _glue.checkpoint(backend)
+            await _glue.into_portal(task, backend)
         yield
 
 

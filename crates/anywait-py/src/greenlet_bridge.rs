@@ -88,16 +88,7 @@ pub(crate) fn api(py: Python<'_>) -> Option<Api> {
 #[inline(never)]
 #[cold]
 fn look_up_api(py: Python<'_>) -> Option<Api> {
-    // A bare lookup in the interpreter's module dict: no reference, no error
-    // (PyDict_GetItem swallows any).
-    // SAFETY: GIL held; the module dict is a borrowed reference owned by the interpreter.
-    let loaded = unsafe {
-        let modules = ffi::PyImport_GetModuleDict();
-        !modules.is_null()
-            && ffi::PyDict_Check(modules) != 0
-            && !ffi::PyDict_GetItem(modules, intern!(py, "greenlet").as_ptr()).is_null()
-    };
-    if !loaded {
+    if !crate::taskglue::module_imported(intern!(py, "greenlet")) {
         return None;
     }
     // SAFETY: GIL held; the module is imported, so this only reads its attribute.

@@ -18,6 +18,8 @@ mod finalizer;
 #[cfg(not(anywait_unsupported))]
 mod greenlet_bridge;
 #[cfg(not(anywait_unsupported))]
+mod immediate_step;
+#[cfg(not(anywait_unsupported))]
 mod portal;
 #[cfg(not(anywait_unsupported))]
 mod pyfiber;
@@ -66,6 +68,8 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(portal::_call_in_portal, m)?)?;
     m.add_function(wrap_pyfunction!(portal::_in_portal_step, m)?)?;
     m.add_function(wrap_pyfunction!(taskglue::_swap_c_task_coro, m)?)?;
+    m.add_function(wrap_pyfunction!(taskglue::_install_portal_c_task, m)?)?;
+    m.add_class::<immediate_step::ImmediateStep>()?;
     m.add("FiberExit", py.get_type::<errors::FiberExit>())?;
     Ok(())
 }

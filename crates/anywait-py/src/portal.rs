@@ -471,7 +471,7 @@ pub(crate) fn throw_into(py: Python<'_>, it: &Bound<'_, PyAny>, exc: PyErr) -> T
 #[pymethods]
 impl Portal {
     #[new]
-    fn new(coro: &Bound<'_, PyAny>) -> PyResult<Self> {
+    pub(crate) fn new(coro: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(Self::wrap(crate::awaiting::awaitable_iter(coro)?.unbind()))
     }
 

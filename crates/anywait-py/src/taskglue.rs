@@ -1,27 +1,42 @@
-//! Replacing the coroutine of a running asyncio C `Task`.
+//! Writing two private fields of a running asyncio C `Task`: its coroutine (to put a
+//! portal in its place) and the future it waits on (see `immediate_step`).
 //!
-//! The C Task keeps its coroutine in a private struct field with no setter. We find
-//! that field at run time: scan the task object's own memory for the address of the
-//! coroutine `task.get_coro()` returns, require exactly one match, and cache the
-//! offset per task type. Every later use checks that the cached field still holds
-//! `get_coro()` before writing, so a layout we misread fails loudly, never silently.
-//! (Pure-Python tasks and Trio tasks have an attribute for this; see `anywait._glue`.)
+//! The C Task has no setter for either. We find each field at run time: scan the task
+//! object's own memory for the address of the object the task's getter returns
+//! (`get_coro()`, `_fut_waiter`), require exactly one match, and cache the offset per
+//! task type and field. Every later use checks that the cached field still holds what
+//! the getter returns before writing, so a layout we misread fails loudly, never
+//! silently. (Pure-Python tasks and Trio tasks have attributes for this; see
+//! `anywait._glue`.)
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyString;
 
-/// Offsets of the coroutine field, by task type address.
-static OFFSETS: Mutex<Option<HashMap<usize, usize>>> = Mutex::new(None);
+use crate::immediate_step::ImmediateStep;
+use crate::portal::Portal;
+
+/// A private field of the C Task that we locate and write.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Field {
+    Coro,
+    FutWaiter,
+}
+
+/// Offsets of the fields, by task type address and field.
+static OFFSETS: Mutex<Option<HashMap<(usize, Field), usize>>> = Mutex::new(None);
 
 const WORD: usize = std::mem::size_of::<usize>();
 
-fn find_offset(task: &Bound<'_, PyAny>, coro: *mut ffi::PyObject) -> PyResult<usize> {
+fn find_offset(task: &Bound<'_, PyAny>, field: Field, held: *mut ffi::PyObject) -> PyResult<usize> {
     let tp = task.get_type();
-    let key = tp.as_type_ptr() as usize;
+    let key = (tp.as_type_ptr() as usize, field);
     let mut cache = OFFSETS
         .lock()
         .map_err(|_| PyRuntimeError::new_err("task glue lock poisoned"))?;
@@ -35,7 +50,7 @@ fn find_offset(task: &Bound<'_, PyAny>, coro: *mut ffi::PyObject) -> PyResult<us
     let matches: Vec<usize> = (header..size.saturating_sub(WORD - 1))
         .step_by(WORD)
         // SAFETY: every offset is inside the object's basic size, word aligned.
-        .filter(|&off| unsafe { base.add(off).cast::<*mut ffi::PyObject>().read() } == coro)
+        .filter(|&off| unsafe { base.add(off).cast::<*mut ffi::PyObject>().read() } == held)
         .collect();
     match matches.as_slice() {
         [off] => {
@@ -43,7 +58,7 @@ fn find_offset(task: &Bound<'_, PyAny>, coro: *mut ffi::PyObject) -> PyResult<us
             Ok(*off)
         }
         _ => Err(PyRuntimeError::new_err(format!(
-            "cannot locate the coroutine inside this {} object ({} candidate fields); \
+            "cannot locate the {field:?} field inside this {} object ({} candidate fields); \
              anywait cannot give it a portal",
             tp.name()?,
             matches.len()
@@ -59,21 +74,7 @@ pub(crate) fn _swap_c_task_coro(
     old: &Bound<'_, PyAny>,
     new: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let off = find_offset(task, old.as_ptr())?;
-    // SAFETY: `off` is a word-aligned offset inside the task object that holds
-    // `old` (checked next, under the GIL, so nothing changes it meanwhile).
-    let slot = unsafe {
-        task.as_ptr()
-            .cast::<u8>()
-            .add(off)
-            .cast::<*mut ffi::PyObject>()
-    };
-    // SAFETY: as above.
-    if unsafe { slot.read() } != old.as_ptr() {
-        return Err(PyRuntimeError::new_err(
-            "the task's coroutine field does not hold its coroutine; refusing to write",
-        ));
-    }
+    let slot = checked_slot(task, Field::Coro, old)?;
     // SAFETY: the field held a strong reference to `old`; it now holds one to `new`.
     // `old` stays alive as long as the caller holds it (the portal does); the C step
     // code may be using `old` right now without a reference of its own.
@@ -83,4 +84,105 @@ pub(crate) fn _swap_c_task_coro(
         ffi::Py_DECREF(old.as_ptr());
     }
     Ok(())
+}
+
+/// The located `field` of `task`, checked to hold `held` (what the task's getter for
+/// that field returned just now).
+fn checked_slot(
+    task: &Bound<'_, PyAny>,
+    field: Field,
+    held: &Bound<'_, PyAny>,
+) -> PyResult<*mut *mut ffi::PyObject> {
+    let off = find_offset(task, field, held.as_ptr())?;
+    // SAFETY: `off` is a word-aligned offset inside the task object's basic size.
+    let slot = unsafe {
+        task.as_ptr()
+            .cast::<u8>()
+            .add(off)
+            .cast::<*mut ffi::PyObject>()
+    };
+    // SAFETY: as above; under the GIL nothing changes the field meanwhile.
+    if unsafe { slot.read() } != held.as_ptr() {
+        return Err(PyRuntimeError::new_err(format!(
+            "the task's {field:?} field does not hold what its getter returns; refusing to write"
+        )));
+    }
+    Ok(slot)
+}
+
+/// Empties the task's `_fut_waiter` field and returns what it held (with the field's
+/// reference), or None if it held nothing.
+pub(crate) fn take_c_task_waiter(task: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+    let waiter = task.getattr(intern!(task.py(), "_fut_waiter"))?;
+    if waiter.is_none() {
+        return Ok(None);
+    }
+    let slot = checked_slot(task, Field::FutWaiter, &waiter)?;
+    // SAFETY: the field holds a strong reference to `waiter` (checked); it moves to
+    // the caller, and the field is left empty, which the C Task allows (it is empty
+    // whenever the task does not wait on a future).
+    unsafe { slot.write(std::ptr::null_mut()) };
+    // SAFETY: the reference the field held, now ours.
+    Ok(Some(
+        unsafe { Bound::from_owned_ptr(task.py(), waiter.as_ptr()) }.unbind(),
+    ))
+}
+
+/// What `install_portal_c_task` looks up once: `asyncio.tasks._CTask` (None without
+/// the C accelerator) and `asyncio.current_task`.
+struct AsyncioNames {
+    c_task: Py<PyAny>,
+    current_task: Py<PyAny>,
+}
+
+static ASYNCIO: PyOnceLock<AsyncioNames> = PyOnceLock::new();
+
+/// `ensure_portal()`'s fast path, for its common case: the current task is a C Task
+/// (also what uvloop runs) and the program has not imported Trio, so no other kind of
+/// task can be current. Returns what the task must await to continue in its new portal
+/// (an `ImmediateStep`), False if it already has a portal, or None when the general
+/// path (`anywait._glue`) must decide, including every error case.
+#[pyfunction]
+pub(crate) fn _install_portal_c_task(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let names = ASYNCIO.get_or_try_init(py, || -> PyResult<_> {
+        let tasks = py.import("asyncio.tasks")?;
+        Ok(AsyncioNames {
+            c_task: tasks
+                .getattr("_CTask")
+                .map_or_else(|_| py.None(), Bound::unbind),
+            current_task: tasks.getattr("current_task")?.unbind(),
+        })
+    })?;
+    let general = || Ok(py.None());
+    if names.c_task.is_none(py) || module_imported(intern!(py, "trio")) {
+        return general();
+    }
+    let Ok(task) = names.current_task.bind(py).call0() else {
+        return general();
+    };
+    if !task.get_type().is(names.c_task.bind(py)) {
+        return general();
+    }
+    let coro = task.call_method0(intern!(py, "get_coro"))?;
+    if coro.is_instance_of::<Portal>() {
+        return Ok(false.into_pyobject(py)?.to_owned().into_any().unbind());
+    }
+    let portal = Bound::new(py, Portal::new(&coro)?)?;
+    _swap_c_task_coro(&task, &coro, portal.as_any())?;
+    let loop_ = task.call_method0(intern!(py, "get_loop"))?;
+    let step = ImmediateStep::new(loop_.unbind(), task.unbind());
+    Ok(Bound::new(py, step)?.into_any().unbind())
+}
+
+/// Whether `sys.modules` holds `name`: a bare lookup in the interpreter's module dict
+/// (no import, no reference, no error: `PyDict_GetItem` swallows any).
+pub(crate) fn module_imported(name: &Bound<'_, PyString>) -> bool {
+    // SAFETY: GIL held (`name` is bound); the module dict is a borrowed reference the
+    // interpreter owns.
+    unsafe {
+        let modules = ffi::PyImport_GetModuleDict();
+        !modules.is_null()
+            && ffi::PyDict_Check(modules) != 0
+            && !ffi::PyDict_GetItem(modules, name.as_ptr()).is_null()
+    }
 }
