@@ -141,7 +141,8 @@ static ASYNCIO: PyOnceLock<AsyncioNames> = PyOnceLock::new();
 /// (also what uvloop runs) and the program has not imported Trio, so no other kind of
 /// task can be current. Returns what the task must await to continue in its new portal
 /// (an `ImmediateStep`), False if it already has a portal, or None when the general
-/// path (`anywait._glue`) must decide, including every error case.
+/// path (`anywait._glue`) must decide, which is also where "no running task" gets its
+/// error. A task whose coroutine field cannot be located raises here.
 #[pyfunction]
 pub(crate) fn _install_portal_c_task(py: Python<'_>) -> PyResult<Py<PyAny>> {
     let names = ASYNCIO.get_or_try_init(py, || -> PyResult<_> {
