@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from portal_harness import BACKENDS, require
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
@@ -161,3 +162,10 @@ class _UnraisableHookInstaller:
 def capture_unraisable() -> Callable[[], _UnraisableHookInstaller]:
     """``with capture_unraisable() as recorder:`` records unraisable exceptions."""
     return _UnraisableHookInstaller
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each event loop the portal tests run on (skipped where its library is missing)."""
+    require(request.param)
+    return str(request.param)

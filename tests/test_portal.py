@@ -21,7 +21,6 @@ import anywait
 import pytest
 from portal_harness import (
     ASYNCIO_BACKENDS,
-    BACKENDS,
     Wait,
     both,
     cancelled_caught,
@@ -37,12 +36,6 @@ from portal_harness import (
     sleep,
     task_group,
 )
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    require(request.param)
-    return str(request.param)
 
 
 def test_value_of_an_awaited_coroutine(backend: str) -> None:

@@ -13,13 +13,7 @@ from typing import Any
 
 import anywait
 import pytest
-from portal_harness import BACKENDS, require, run, sleep
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    require(request.param)
-    return str(request.param)
+from portal_harness import require, run, sleep
 
 
 def on_trio(backend: str) -> bool:

@@ -21,7 +21,6 @@ import pytest
 from anywait._anywait import _ImmediateStep
 from portal_harness import (
     ASYNCIO_BACKENDS,
-    BACKENDS,
     current_task,
     family,
     portal_entry_yields,
@@ -30,12 +29,6 @@ from portal_harness import (
     sleep,
     task_group,
 )
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    require(request.param)
-    return str(request.param)
 
 
 @pytest.fixture(params=ASYNCIO_BACKENDS)
