@@ -141,15 +141,15 @@ impl ImmediateStep {
             return schedule(slf, callback, context);
         };
         let task = task.bind(py);
+        let loop_ = loop_.bind(py);
         let (enter, leave) = enter_leave(py)?;
-        let args = PyTuple::new(py, [loop_.bind(py), task])?;
-        if leave.call1(py, &args).is_err() {
+        if leave.call1(py, (loop_, task)).is_err() {
             // Not called from that task's running step after all: schedule it.
             return schedule(slf, callback, context);
         }
         let stepped = callback.call1((slf,));
         // Enter again whatever the step did: the step code we return into leaves it.
-        enter.call1(py, &args)?;
+        enter.call1(py, (loop_, task))?;
         stepped?;
         match taskglue::take_c_task_waiter(task) {
             Ok(waiter) => slf.borrow_mut().waiter = waiter,

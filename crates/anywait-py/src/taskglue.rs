@@ -9,7 +9,6 @@
 //! silently. (Pure-Python tasks and Trio tasks have attributes for this; see
 //! `anywait._glue`.)
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use pyo3::exceptions::PyRuntimeError;
@@ -23,24 +22,26 @@ use crate::immediate_step::ImmediateStep;
 use crate::portal::Portal;
 
 /// A private field of the C Task that we locate and write.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Field {
     Coro,
     FutWaiter,
 }
 
-/// Offsets of the fields, by task type address and field.
-static OFFSETS: Mutex<Option<HashMap<(usize, Field), usize>>> = Mutex::new(None);
+/// Located offsets: (task type address, field, offset). A program has one or two task
+/// types (asyncio's, uvloop's), so a short list beats a hash map (whose SipHash alone
+/// cost more than the rest of a lookup).
+static OFFSETS: Mutex<Vec<(usize, Field, usize)>> = Mutex::new(Vec::new());
 
 const WORD: usize = std::mem::size_of::<usize>();
 
 fn find_offset(task: &Bound<'_, PyAny>, field: Field, held: *mut ffi::PyObject) -> PyResult<usize> {
     let tp = task.get_type();
-    let key = (tp.as_type_ptr() as usize, field);
+    let tp_addr = tp.as_type_ptr() as usize;
     let mut cache = OFFSETS
         .lock()
         .map_err(|_| PyRuntimeError::new_err("task glue lock poisoned"))?;
-    if let Some(&off) = cache.get_or_insert_with(HashMap::new).get(&key) {
+    if let Some(&(_, _, off)) = cache.iter().find(|&&(t, f, _)| t == tp_addr && f == field) {
         return Ok(off);
     }
     // SAFETY: reading the basic size of a live type object.
@@ -54,7 +55,7 @@ fn find_offset(task: &Bound<'_, PyAny>, field: Field, held: *mut ffi::PyObject) 
         .collect();
     match matches.as_slice() {
         [off] => {
-            cache.get_or_insert_with(HashMap::new).insert(key, *off);
+            cache.push((tp_addr, field, *off));
             Ok(*off)
         }
         _ => Err(PyRuntimeError::new_err(format!(
