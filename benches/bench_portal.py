@@ -29,6 +29,12 @@ One table per event loop. "checkpoint" is ``await asyncio.sleep(0)`` on asyncio 
   ``cancel_shielded_checkpoint()`` on Trio). On Trio ``ensure_portal()`` must yield
   that way, so this is what a portal costs beyond the schedule point; on asyncio a C
   Task enters its portal without a schedule point, so this shows what that saves.
+* new task + ensure_portal(), vs one more step (not in the issue; asyncio) -- against a
+  native task that takes one more step without going through the loop, the cheapest way
+  a C Task can: it awaits anywait's private ``_ImmediateStep`` with no portal involved
+  (see crates/anywait-py/src/immediate_step.rs). The step that calls ``ensure_portal()``
+  cannot move into a portal, so any ``ensure_portal()`` pays at least this; the
+  difference is what the portal itself adds (making it, its first step on a fiber).
 * new task under run() (not in the issue) -- the same new tasks, but in a loop that gives
   every task a portal as it is created, so no task waits a checkpoint for it: anywait.run();
   greenback's AutoPortalInstrument on Trio. The loop's own main task has a portal too.
@@ -99,6 +105,7 @@ B_RUN_SYNC = "with_portal_run_sync(f)"
 B_NEW_TASK = "new task + ensure_portal()"
 B_NEW_TASK_RUN = "new task under run()"
 B_NEW_TASK_YIELD = "new task + ensure_portal(), vs a yield"
+B_NEW_TASK_STEP = "new task + ensure_portal(), vs one more step"
 B_RSS = "RSS per task blocked in await_"
 TIMED = (
     B_CHECKPOINT,
@@ -108,6 +115,7 @@ TIMED = (
     B_RUN_SYNC,
     B_NEW_TASK,
     B_NEW_TASK_YIELD,
+    B_NEW_TASK_STEP,
     B_NEW_TASK_RUN,
 )
 
@@ -142,6 +150,7 @@ OVER_NATIVE = (
     B_AWAIT_CHECKPOINT,
     B_NEW_TASK,
     B_NEW_TASK_YIELD,
+    B_NEW_TASK_STEP,
     B_NEW_TASK_RUN,
     B_RSS,
 )
@@ -154,6 +163,7 @@ NATIVE_NOTES = {
     B_RUN_SYNC: "await an async def calling f",
     B_NEW_TASK: "new task that returns at once",
     B_NEW_TASK_YIELD: "new task that yields once (as ensure_portal() must on Trio)",
+    B_NEW_TASK_STEP: "new task taking one more step, no loop (_ImmediateStep)",
     B_NEW_TASK_RUN: "the same in a plain loop",
     B_RSS: "tasks blocked in await event.wait()",
 }
@@ -169,6 +179,7 @@ NOT_APPLICABLE = {
     ("awaitlet", B_NEW_TASK): "n/a: nothing per task; its per-use cost is the async_def row",
     ("awaitlet", B_NEW_TASK_RUN): "n/a: nothing per task",
     ("awaitlet", B_NEW_TASK_YIELD): "n/a: nothing per task",
+    ("awaitlet", B_NEW_TASK_STEP): "n/a: nothing per task",
     ("greenback", B_STEP): "n/a: its shim coroutine is private API",
 }
 #: Extra (not in the issue): what a task pays when its portal comes with it, from the loop.
@@ -383,8 +394,20 @@ def _bare_yield() -> Generator[None, None, None]:
     yield
 
 
-def new_task_body(backend: Backend, impl: str, *, native_yields: bool = False) -> InLoopBody:
-    if impl == "native" and native_yields:
+def new_task_body(
+    backend: Backend, impl: str, *, native_yields: bool = False, native_steps: bool = False
+) -> InLoopBody:
+    if impl == "native" and native_steps:
+        # One more step of a C Task without the loop (asyncio only): what any
+        # ensure_portal() pays at least, without a portal.
+        from anywait._anywait import _ImmediateStep
+
+        get_running_loop, current_task = asyncio.get_running_loop, asyncio.current_task
+
+        async def child() -> None:
+            await _ImmediateStep(get_running_loop(), current_task())
+
+    elif impl == "native" and native_yields:
         # One schedule point: what ensure_portal() makes on Trio (and for asyncio's
         # pure-Python tasks).
         if backend.name == "trio":
@@ -485,6 +508,7 @@ def make_measure(backend: Backend, bench: str, impl: str) -> Measure:
         B_RUN_SYNC: lambda: run_sync_body(impl),
         B_NEW_TASK: lambda: new_task_body(backend, impl),
         B_NEW_TASK_YIELD: lambda: new_task_body(backend, impl, native_yields=True),
+        B_NEW_TASK_STEP: lambda: new_task_body(backend, impl, native_steps=True),
     }
     return functools.partial(backend.run, bodies[bench]())
 
@@ -734,6 +758,8 @@ def build_cases(
             skip = NOT_APPLICABLE.get((impl, bench))
             if bench == B_NEW_TASK_RUN and impl == "greenback" and backend.name != "trio":
                 skip = "n/a: greenback has no per-task portals on asyncio"
+            if bench == B_NEW_TASK_STEP and backend.name == "trio":
+                skip = "n/a: on Trio one more step is a schedule point (the row above)"
             if not installed(impl):
                 skip = f"{REQUIRES[impl]} not installed"
             info: dict[str, Any] = {"backend": backend.name, "process": "main"}
