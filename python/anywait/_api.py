@@ -11,7 +11,7 @@ from anywait._anywait import (
     Portal,
     _call_in_portal,
     _in_portal_step,
-    _install_portal_c_task,
+    _install_portal_here,
     _make_portal,
 )
 
@@ -29,7 +29,7 @@ async def ensure_portal() -> None:
     loop once (a schedule point, never a cancellation point on Trio). With a portal
     already present it returns at once.
     """
-    step = _install_portal_c_task()
+    step = _install_portal_here()
     if step is not None:
         if step is not False:
             await step

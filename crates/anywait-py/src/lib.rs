@@ -20,6 +20,8 @@ mod greenlet_bridge;
 #[cfg(not(anywait_unsupported))]
 mod immediate_step;
 #[cfg(not(anywait_unsupported))]
+mod install_here;
+#[cfg(not(anywait_unsupported))]
 mod portal;
 #[cfg(not(anywait_unsupported))]
 mod pyfiber;
@@ -68,7 +70,7 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(portal::_call_in_portal, m)?)?;
     m.add_function(wrap_pyfunction!(portal::_in_portal_step, m)?)?;
     m.add_function(wrap_pyfunction!(taskglue::_swap_c_task_coro, m)?)?;
-    m.add_function(wrap_pyfunction!(taskglue::_install_portal_c_task, m)?)?;
+    m.add_function(wrap_pyfunction!(install_here::_install_portal_here, m)?)?;
     m.add_class::<immediate_step::ImmediateStep>()?;
     m.add("FiberExit", py.get_type::<errors::FiberExit>())?;
     Ok(())

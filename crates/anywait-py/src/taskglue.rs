@@ -15,11 +15,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::PyString;
-
-use crate::immediate_step::ImmediateStep;
-use crate::portal::Portal;
 
 /// A private field of the C Task that we locate and write.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -127,53 +123,6 @@ pub(crate) fn take_c_task_waiter(task: &Bound<'_, PyAny>) -> PyResult<Option<Py<
     Ok(Some(
         unsafe { Bound::from_owned_ptr(task.py(), waiter.as_ptr()) }.unbind(),
     ))
-}
-
-/// What `install_portal_c_task` looks up once: `asyncio.tasks._CTask` (None without
-/// the C accelerator) and `asyncio.current_task`.
-struct AsyncioNames {
-    c_task: Py<PyAny>,
-    current_task: Py<PyAny>,
-}
-
-static ASYNCIO: PyOnceLock<AsyncioNames> = PyOnceLock::new();
-
-/// `ensure_portal()`'s fast path, for its common case: the current task is a C Task
-/// (also what uvloop runs) and the program has not imported Trio, so no other kind of
-/// task can be current. Returns what the task must await to continue in its new portal
-/// (an `ImmediateStep`), False if it already has a portal, or None when the general
-/// path (`anywait._glue`) must decide, which is also where "no running task" gets its
-/// error. A task whose coroutine field cannot be located raises here.
-#[pyfunction]
-pub(crate) fn _install_portal_c_task(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    let names = ASYNCIO.get_or_try_init(py, || -> PyResult<_> {
-        let tasks = py.import("asyncio.tasks")?;
-        Ok(AsyncioNames {
-            c_task: tasks
-                .getattr("_CTask")
-                .map_or_else(|_| py.None(), Bound::unbind),
-            current_task: tasks.getattr("current_task")?.unbind(),
-        })
-    })?;
-    let general = || Ok(py.None());
-    if names.c_task.is_none(py) || module_imported(intern!(py, "trio")) {
-        return general();
-    }
-    let Ok(task) = names.current_task.bind(py).call0() else {
-        return general();
-    };
-    if !task.get_type().is(names.c_task.bind(py)) {
-        return general();
-    }
-    let coro = task.call_method0(intern!(py, "get_coro"))?;
-    if coro.is_instance_of::<Portal>() {
-        return Ok(false.into_pyobject(py)?.to_owned().into_any().unbind());
-    }
-    let portal = Bound::new(py, Portal::new(&coro)?)?;
-    _swap_c_task_coro(&task, &coro, portal.as_any())?;
-    let loop_ = task.call_method0(intern!(py, "get_loop"))?;
-    let step = ImmediateStep::new(loop_.unbind(), task.unbind());
-    Ok(Bound::new(py, step)?.into_any().unbind())
 }
 
 /// Whether `sys.modules` holds `name`: a bare lookup in the interpreter's module dict
