@@ -7,15 +7,25 @@
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
 
 use crate::immediate_step::ImmediateStep;
 use crate::portal::Portal;
 use crate::taskglue::{_swap_c_task_coro, module_imported};
 
 /// What the asyncio case looks up once: `asyncio.tasks._CTask` (None without the C
-/// accelerator) and `asyncio.current_task`.
+/// accelerator), the running loop's getter, and how to find the loop's current task.
+/// The loop is what the task needs later (for its `ImmediateStep`), so we find the task
+/// from it rather than ask the task for it.
 struct AsyncioNames {
     c_task: Py<PyAny>,
+    get_running_loop: Py<PyAny>,
+    /// 3.11: the C Task's own table of current tasks by loop (`current_task()` is
+    /// Python code that reads it there, at some ten times the cost of the lookup);
+    /// None if it is not a dict, then `current_task` is called.
+    #[cfg(not(Py_3_12))]
+    current_tasks: Option<Py<PyDict>>,
+    /// `asyncio.current_task` (C code from 3.12 on), called with the loop.
     current_task: Py<PyAny>,
 }
 
@@ -92,6 +102,16 @@ fn install_c_task(py: Python<'_>) -> PyResult<Py<PyAny>> {
             c_task: tasks
                 .getattr("_CTask")
                 .map_or_else(|_| py.None(), Bound::unbind),
+            get_running_loop: py
+                .import("asyncio.events")?
+                .getattr("get_running_loop")?
+                .unbind(),
+            #[cfg(not(Py_3_12))]
+            current_tasks: tasks
+                .getattr("_current_tasks")
+                .ok()
+                .and_then(|table| table.cast_into::<PyDict>().ok())
+                .map(Bound::unbind),
             current_task: tasks.getattr("current_task")?.unbind(),
         })
     })?;
@@ -99,19 +119,33 @@ fn install_c_task(py: Python<'_>) -> PyResult<Py<PyAny>> {
     if names.c_task.is_none(py) {
         return general();
     }
-    let Ok(task) = names.current_task.bind(py).call0() else {
+    let Ok(loop_) = names.get_running_loop.bind(py).call0() else {
         return general();
     };
-    if !task.get_type().is(names.c_task.bind(py)) {
-        return general();
-    }
+    let task = match current_task(py, names, &loop_) {
+        Ok(Some(task)) if task.get_type().is(names.c_task.bind(py)) => task,
+        _ => return general(),
+    };
     let coro = task.call_method0(intern!(py, "get_coro"))?;
     if coro.is_instance_of::<Portal>() {
         return Ok(false.into_pyobject(py)?.to_owned().into_any().unbind());
     }
     let portal = Bound::new(py, Portal::new(&coro)?)?;
     _swap_c_task_coro(&task, &coro, portal.as_any())?;
-    let loop_ = task.call_method0(intern!(py, "get_loop"))?;
     let step = ImmediateStep::new(loop_.unbind(), task.unbind());
     Ok(Bound::new(py, step)?.into_any().unbind())
+}
+
+/// The task running on `loop_` (the running loop), if any.
+fn current_task<'py>(
+    py: Python<'py>,
+    names: &AsyncioNames,
+    loop_: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    #[cfg(not(Py_3_12))]
+    if let Some(table) = &names.current_tasks {
+        return table.bind(py).get_item(loop_);
+    }
+    let task = names.current_task.bind(py).call1((loop_,))?;
+    Ok((!task.is_none()).then_some(task))
 }
