@@ -45,6 +45,34 @@ fn enter_leave(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
     })
 }
 
+/// One finished C `Future` (result None) for every task's wakeup (see
+/// `add_done_callback`), or None if none can be made (no C accelerator, and then no C
+/// Task either): the wakeup then gets this object and calls its `result()`. Its loop is a stand-in: a future asks its loop only for the debug flag, when
+/// it is made, and this one is never awaited, scheduled or shown to anyone.
+static FINISHED: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
+
+fn finished_future(py: Python<'_>) -> Option<&Py<PyAny>> {
+    FINISHED
+        .get_or_init(py, || {
+            let make = || -> PyResult<Py<PyAny>> {
+                let future_type = py.import("asyncio.futures")?.getattr("_CFuture")?;
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("get_debug", py.get_type::<pyo3::types::PyBool>())?;
+                let stand_in = py
+                    .import("types")?
+                    .getattr("SimpleNamespace")?
+                    .call((), Some(&kwargs))?;
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("loop", stand_in)?;
+                let future = future_type.call((), Some(&kwargs))?;
+                future.call_method1("set_result", (py.None(),))?;
+                Ok(future.unbind())
+            };
+            make().ok()
+        })
+        .as_ref()
+}
+
 /// A finished future-like object whose done callback, when it is the waiting task's
 /// own wakeup, runs at once (see the module docs).
 #[pyclass(module = "anywait", name = "_ImmediateStep")]
@@ -147,7 +175,13 @@ impl ImmediateStep {
             // Not called from that task's running step after all: schedule it.
             return schedule(slf, callback, context);
         }
-        let stepped = callback.call1((slf,));
+        // The wakeup only asks its argument for the result: a finished C Future answers
+        // from its struct, anything else through a `result()` method call (on 3.11-3.13
+        // with the method's name made from a C string each time).
+        let stepped = match finished_future(py) {
+            Some(done) => callback.call1((done,)),
+            None => callback.call1((slf,)),
+        };
         // Enter again whatever the step did: the step code we return into leaves it.
         enter.call1(py, (loop_, task))?;
         stepped?;
