@@ -34,7 +34,9 @@ One table per event loop. "checkpoint" is ``await asyncio.sleep(0)`` on asyncio 
   a C Task can: it awaits anywait's private ``_ImmediateStep`` with no portal involved
   (see crates/anywait-py/src/immediate_step.rs). The step that calls ``ensure_portal()``
   cannot move into a portal, so any ``ensure_portal()`` pays at least this; the
-  difference is what the portal itself adds (making it, its first step on a fiber).
+  difference is what the portal itself adds (making it, its first step on a fiber, the
+  ``ensure_portal`` coroutine), less what the native task pays for finding itself and
+  making the step object from Python where ``ensure_portal()`` does that in Rust.
 * new task under run() (not in the issue) -- the same new tasks, but in a loop that gives
   every task a portal as it is created, so no task waits a checkpoint for it: anywait.run();
   greenback's AutoPortalInstrument on Trio. The loop's own main task has a portal too.
