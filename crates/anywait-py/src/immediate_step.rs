@@ -27,7 +27,7 @@ use pyo3::exceptions::PyRuntimeWarning;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use crate::taskglue;
@@ -47,8 +47,9 @@ fn enter_leave(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
 
 /// One finished C `Future` (result None) for every task's wakeup (see
 /// `add_done_callback`), or None if none can be made (no C accelerator, and then no C
-/// Task either): the wakeup then gets this object and calls its `result()`. Its loop is a stand-in: a future asks its loop only for the debug flag, when
-/// it is made, and this one is never awaited, scheduled or shown to anyone.
+/// Task either): the wakeup then gets the step object and calls its `result()`. The
+/// future's loop is a stand-in: a future asks its loop only for the debug flag, when it
+/// is made, and this one is never awaited, scheduled or shown to anyone.
 static FINISHED: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
 
 fn finished_future(py: Python<'_>) -> Option<&Py<PyAny>> {
@@ -57,7 +58,8 @@ fn finished_future(py: Python<'_>) -> Option<&Py<PyAny>> {
             let make = || -> PyResult<Py<PyAny>> {
                 let future_type = py.import("asyncio.futures")?.getattr("_CFuture")?;
                 let kwargs = PyDict::new(py);
-                kwargs.set_item("get_debug", py.get_type::<pyo3::types::PyBool>())?;
+                // `bool()` is False: the stand-in loop is not in debug mode.
+                kwargs.set_item("get_debug", py.get_type::<PyBool>())?;
                 let stand_in = py
                     .import("types")?
                     .getattr("SimpleNamespace")?
