@@ -27,7 +27,7 @@ use pyo3::exceptions::PyRuntimeWarning;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyTuple};
+use pyo3::types::{IntoPyDict, PyBool, PyDict, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use crate::taskglue;
@@ -56,17 +56,15 @@ fn finished_future(py: Python<'_>) -> Option<&Py<PyAny>> {
     FINISHED
         .get_or_init(py, || {
             let make = || -> PyResult<Py<PyAny>> {
-                let future_type = py.import("asyncio.futures")?.getattr("_CFuture")?;
-                let kwargs = PyDict::new(py);
                 // `bool()` is False: the stand-in loop is not in debug mode.
-                kwargs.set_item("get_debug", py.get_type::<PyBool>())?;
-                let stand_in = py
-                    .import("types")?
-                    .getattr("SimpleNamespace")?
-                    .call((), Some(&kwargs))?;
-                let kwargs = PyDict::new(py);
-                kwargs.set_item("loop", stand_in)?;
-                let future = future_type.call((), Some(&kwargs))?;
+                let stand_in = py.import("types")?.getattr("SimpleNamespace")?.call(
+                    (),
+                    Some(&[("get_debug", py.get_type::<PyBool>())].into_py_dict(py)?),
+                )?;
+                let future = py
+                    .import("asyncio.futures")?
+                    .getattr("_CFuture")?
+                    .call((), Some(&[("loop", stand_in)].into_py_dict(py)?))?;
                 future.call_method1("set_result", (py.None(),))?;
                 Ok(future.unbind())
             };

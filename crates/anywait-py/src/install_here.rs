@@ -7,7 +7,7 @@
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyDict};
 
 use crate::immediate_step::ImmediateStep;
 use crate::portal::Portal;
@@ -81,7 +81,7 @@ fn install_trio(task: &Bound<'_, PyAny>, trio: &TrioNames) -> PyResult<Py<PyAny>
     let py = task.py();
     let coro = task.getattr(intern!(py, "coro"))?;
     if coro.is_instance_of::<Portal>() {
-        return Ok(false.into_pyobject(py)?.to_owned().into_any().unbind());
+        return Ok(has_one_already(py));
     }
     if let Ok(next) = task.getattr(intern!(py, "_next_send_fn")) {
         if !next.is_none() {
@@ -128,7 +128,7 @@ fn install_c_task(py: Python<'_>) -> PyResult<Py<PyAny>> {
     };
     let coro = task.call_method0(intern!(py, "get_coro"))?;
     if coro.is_instance_of::<Portal>() {
-        return Ok(false.into_pyobject(py)?.to_owned().into_any().unbind());
+        return Ok(has_one_already(py));
     }
     let portal = Bound::new(py, Portal::new(&coro)?)?;
     _swap_c_task_coro(&task, &coro, portal.as_any())?;
@@ -148,4 +148,9 @@ fn current_task<'py>(
     }
     let task = names.current_task.bind(py).call1((loop_,))?;
     Ok((!task.is_none()).then_some(task))
+}
+
+/// What the fast path returns for a task that has a portal already.
+fn has_one_already(py: Python<'_>) -> Py<PyAny> {
+    PyBool::new(py, false).to_owned().into_any().unbind()
 }

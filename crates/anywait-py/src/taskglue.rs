@@ -120,9 +120,8 @@ pub(crate) fn take_c_task_waiter(task: &Bound<'_, PyAny>) -> PyResult<Option<Py<
     // whenever the task does not wait on a future).
     unsafe { slot.write(std::ptr::null_mut()) };
     // SAFETY: the reference the field held, now ours.
-    Ok(Some(
-        unsafe { Bound::from_owned_ptr(task.py(), waiter.as_ptr()) }.unbind(),
-    ))
+    let owned = unsafe { Bound::from_owned_ptr(task.py(), waiter.as_ptr()) };
+    Ok(Some(owned.unbind()))
 }
 
 /// Whether `sys.modules` holds `name`: a bare lookup in the interpreter's module dict
