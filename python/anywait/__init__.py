@@ -18,14 +18,14 @@ from anywait._adapters import (  # noqa: E402
     decorate_as_sync,
 )
 from anywait._anywait import await_  # noqa: E402
-from anywait._api import (  # noqa: E402
+from anywait._portals import (  # noqa: E402
     bestow_portal,
     ensure_portal,
     has_portal,
-    run,
     with_portal_run,
     with_portal_run_sync,
 )
+from anywait._run import run  # noqa: E402
 from anywait._tree import (  # noqa: E402
     portals_for_children,
     portals_for_tree,

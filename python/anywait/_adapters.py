@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from anywait._anywait import await_
-from anywait._api import with_portal_run_sync
+from anywait._portals import with_portal_run_sync
 
 P = ParamSpec("P")
 T = TypeVar("T")

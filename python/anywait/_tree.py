@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from typing import Any, ParamSpec, TypeVar
 
-from anywait import _glue
+from anywait import _tasks
 from anywait._anywait import Portal, _in_portal_step, _make_portal
 
 P = ParamSpec("P")
@@ -36,7 +36,7 @@ def portals_for_children() -> AbstractContextManager[None]:
     inside this block) gets a portal, and so do their descendants. The current task
     itself does not, which is why this is a plain ``with`` (use `portals_for_tree` or
     `with_portal_run_tree` to include it)."""
-    return _children_scope(*_glue.current_task())
+    return _children_scope(*_tasks.current_task())
 
 
 @asynccontextmanager
@@ -44,15 +44,15 @@ async def portals_for_tree() -> AsyncIterator[None]:
     """Like `portals_for_children`, and the current task gets a portal too (as with
     `ensure_portal`: on Trio a schedule point if it had none, never a cancellation
     point). The task keeps its portal after the block; it costs nothing measurable."""
-    task, backend = _glue.current_task()
+    task, backend = _tasks.current_task()
     with _children_scope(task, backend):
-        if _glue.install_portal(task, backend):
-            await _glue.into_portal(task, backend)
+        if _tasks.install_portal(task, backend):
+            await _tasks.into_portal(task, backend)
         yield
 
 
 @contextmanager
-def _children_scope(task: Any, backend: _glue.Backend) -> Iterator[None]:
+def _children_scope(task: Any, backend: _tasks.Backend) -> Iterator[None]:
     if backend == "trio":
         with _trio_scope(task):
             yield
@@ -137,7 +137,7 @@ class _TreeInstrument:
         if depth is None:
             return
         if nursery.parent_task.child_nurseries.index(nursery) >= depth:
-            _glue.install_portal(task, "trio")
+            _tasks.install_portal(task, "trio")
             self.tasks[task] = 0
 
     def task_exited(self, task: Any) -> None:

@@ -1,7 +1,7 @@
 //! `ensure_portal()`'s fast path: give the current task a portal from Rust, for the two
 //! common cases, a Trio task and an asyncio C Task (also what uvloop runs). Everything
 //! else (pure-Python tasks, Task subclasses, Trio older than 0.23, no running task and
-//! its error) is left to the general path in `anywait._glue`, which does the same in
+//! its error) is left to the general path in `anywait._tasks`, which does the same in
 //! Python at several times the cost.
 
 use pyo3::intern;

@@ -7,7 +7,7 @@
 //! task type and field. Every later use checks that the cached field still holds what
 //! the getter returns before writing, so a layout we misread fails loudly, never
 //! silently. (Pure-Python tasks and Trio tasks have attributes for this; see
-//! `anywait._glue`.)
+//! `anywait._tasks`.)
 
 use std::sync::Mutex;
 

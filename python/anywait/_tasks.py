@@ -1,4 +1,5 @@
-"""Loop glue: find the running task, and put a portal under it.
+"""Tasks: find the running task, and put a portal under it (asyncio C and pure-Python
+Tasks, Trio tasks).
 
 The event loop drives a task by calling ``send``/``throw`` on the task's coroutine. To
 give a task a portal we replace that coroutine with a :class:`Portal` wrapping it:

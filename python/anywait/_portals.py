@@ -1,12 +1,12 @@
-"""anywait's public API (re-exported by ``anywait``)."""
+"""Portals for one task or one call: `ensure_portal`, `has_portal`, `bestow_portal`,
+`with_portal_run` and `with_portal_run_sync` (re-exported by ``anywait``)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
-from anywait import _glue, _tree
+from anywait import _tasks
 from anywait._anywait import (
     Portal,
     _call_in_portal,
@@ -34,18 +34,18 @@ async def ensure_portal() -> None:
         if step is not False:
             await step
         return
-    task, backend = _glue.current_task()
-    if _glue.install_portal(task, backend):
-        await _glue.into_portal(task, backend)
+    task, backend = _tasks.current_task()
+    if _tasks.install_portal(task, backend):
+        await _tasks.into_portal(task, backend)
 
 
 def has_portal(task: Any = None) -> bool:
     """Whether ``task`` (default: the current task) has a portal."""
     if task is None:
-        task, backend = _glue.current_task()
+        task, backend = _tasks.current_task()
     else:
-        backend = _glue.backend_of(task)
-    return isinstance(_glue.task_coro(task, backend), Portal)
+        backend = _tasks.backend_of(task)
+    return isinstance(_tasks.task_coro(task, backend), Portal)
 
 
 def bestow_portal(task: Any) -> None:
@@ -54,16 +54,16 @@ def bestow_portal(task: Any) -> None:
     Raises RuntimeError for a finished task, or for the current task (which must use
     ``await ensure_portal()``, since its running step cannot move into a portal).
     """
-    backend = _glue.backend_of(task)
-    if _glue.task_finished(task, backend):
+    backend = _tasks.backend_of(task)
+    if _tasks.task_finished(task, backend):
         raise RuntimeError(f"cannot give a portal to {task!r}: it has finished")
     try:
-        current, _ = _glue.current_task()
+        current, _ = _tasks.current_task()
     except RuntimeError:
         current = None
     if current is task:
         raise RuntimeError("a task cannot bestow a portal on itself; use `await ensure_portal()`")
-    _glue.install_portal(task, backend)
+    _tasks.install_portal(task, backend)
 
 
 async def with_portal_run(
@@ -86,37 +86,3 @@ async def with_portal_run_sync(fn: Callable[P, T], *args: P.args, **kwargs: P.kw
         return fn(*args, **kwargs)
     result: T = await _call_in_portal(fn, args, kwargs)
     return result
-
-
-def run(
-    main: Callable[..., Coroutine[Any, Any, T]],
-    *args: Any,
-    backend: str = "asyncio",
-    **run_kwargs: Any,
-) -> T:
-    """Run ``main(*args)`` on a new event loop with a portal under every task, so that
-    `await_` works anywhere in the program without `ensure_portal`.
-
-    ``backend`` is ``"asyncio"`` (keyword arguments go to ``asyncio.Runner``, e.g.
-    ``loop_factory=uvloop.new_event_loop``) or ``"trio"`` (keyword arguments go to
-    ``trio.run``).
-    """
-    if backend == "asyncio":
-        with asyncio.Runner(**run_kwargs) as runner:
-            loop = runner.get_loop()
-            loop.set_task_factory(_tree.PortalTaskFactory(loop.get_task_factory(), everything=True))
-            return runner.run(main(*args))
-    if backend == "trio":
-        import trio
-
-        instruments = [*run_kwargs.pop("instruments", ()), _PortalInstrument()]
-        result: T = trio.run(main, *args, instruments=instruments, **run_kwargs)
-        return result
-    raise ValueError(f"unknown backend {backend!r}: use 'asyncio' or 'trio'")
-
-
-class _PortalInstrument:
-    """Trio instrument giving every new task a portal before its first step."""
-
-    def task_spawned(self, task: Any) -> None:
-        _glue.install_portal(task, "trio")
