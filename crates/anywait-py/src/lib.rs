@@ -1,34 +1,37 @@
 //! `anywait._anywait`: the compiled core of anywait.
 //!
-//! Layers, bottom up (each a module): `pystate` (the interpreter state that follows a
-//! native stack; the only place with per-version conditionals), `fiber` (switching
-//! Python code between stacks, lifetimes), `pyfiber` + `finalizer` + `fastpath` (the Python class and functions).
-//! The public Python API is `anywait.lowlevel`, which re-exports from here.
+//! Layers, top down; each is a folder whose `mod.rs` says what it owns, its invariants
+//! and what it may call. Calls go downward only.
+//!
+//! | layer       | owns                                                                  |
+//! |-------------|-----------------------------------------------------------------------|
+//! | `tasks/`    | putting a portal under a running asyncio C Task or Trio task          |
+//! | `portal/`   | the `Portal` awaitable, step workers, `await_`, scoped calls          |
+//! | `interop/`  | keeping other stack users consistent across steps (greenlet)          |
+//! | `fiber/`    | Python code on stacks of its own: switch, lifetimes, `lowlevel.Fiber` |
+//! | `pystate/`  | the per-thread interpreter state that follows a stack (per version)   |
+//!
+//! Leaves any layer may use: `fatal` (abort with a message), `modules` (is a module
+//! imported). Below everything: crate `anywait-fiber` (stacks, pool, the raw switch)
+//! and the C accessor `csrc/layout.c` (CPython-private struct fields).
+//!
+//! The Python package wraps this: `anywait` (public API) and `anywait.lowlevel`
+//! re-export from here; `anywait._tasks` is the general (Python) path of `tasks/`.
 
 #[cfg(not(anywait_unsupported))]
-mod awaiting;
-#[cfg(not(anywait_unsupported))]
-mod errors;
-#[cfg(not(anywait_unsupported))]
-mod fastpath;
+mod fatal;
 #[cfg(not(anywait_unsupported))]
 mod fiber;
 #[cfg(not(anywait_unsupported))]
-mod finalizer;
+mod interop;
 #[cfg(not(anywait_unsupported))]
-mod greenlet_bridge;
-#[cfg(not(anywait_unsupported))]
-mod immediate_step;
-#[cfg(not(anywait_unsupported))]
-mod install_here;
+mod modules;
 #[cfg(not(anywait_unsupported))]
 mod portal;
 #[cfg(not(anywait_unsupported))]
-mod pyfiber;
-#[cfg(not(anywait_unsupported))]
 mod pystate;
 #[cfg(not(anywait_unsupported))]
-mod taskglue;
+mod tasks;
 
 use pyo3::prelude::*;
 
@@ -46,32 +49,49 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
     use pyo3::exceptions::PyImportError;
     use pyo3::type_object::PyTypeInfo;
 
+    use fiber::finalizer;
+    use fiber::pyfiber::{self, PyFiber};
+    use portal::{scoped, Portal};
+
     let py = m.py();
     pystate::layout::verify()
         .and_then(|()| pystate::verify_reserved_fits())
         .map_err(PyImportError::new_err)?;
     #[cfg(Py_3_14)]
     pystate::verify_live_stack_bounds().map_err(PyImportError::new_err)?;
-    m.add_class::<pyfiber::PyFiber>()?;
-    let fiber_type = pyfiber::PyFiber::type_object_raw(py);
+
+    // fiber/
+    m.add_class::<PyFiber>()?;
+    let fiber_type = PyFiber::type_object_raw(py);
     // SAFETY: PyO3 just created this heap type and no instance exists yet; this is the
     // only call.
     unsafe { finalizer::install::<{ finalizer::FIBER }>(fiber_type, pyfiber::finalize_fiber) }
         .map_err(PyImportError::new_err)?;
     m.add_function(wrap_pyfunction!(pyfiber::current, m)?)?;
-    m.add_class::<portal::Portal>()?;
-    let portal_type = portal::Portal::type_object_raw(py);
+    fiber::entry::install(m)?;
+    m.add("FiberExit", py.get_type::<fiber::errors::FiberExit>())?;
+
+    // portal/ (and the hooks interop/ calls it through)
+    portal::worker::register_with_bridge();
+    m.add_class::<Portal>()?;
+    let portal_type = Portal::type_object_raw(py);
     // SAFETY: as above, for the Portal class.
-    unsafe { finalizer::install::<{ finalizer::PORTAL }>(portal_type, portal::finalize_portal) }
-        .map_err(PyImportError::new_err)?;
-    portal::install_am_send(py)?;
-    fastpath::install(m)?;
-    m.add_function(wrap_pyfunction!(portal::_make_portal, m)?)?;
-    m.add_function(wrap_pyfunction!(portal::_call_in_portal, m)?)?;
-    m.add_function(wrap_pyfunction!(portal::_in_portal_step, m)?)?;
-    m.add_function(wrap_pyfunction!(taskglue::_swap_c_task_coro, m)?)?;
-    m.add_function(wrap_pyfunction!(install_here::_install_portal_here, m)?)?;
-    m.add_class::<immediate_step::ImmediateStep>()?;
-    m.add("FiberExit", py.get_type::<errors::FiberExit>())?;
+    unsafe {
+        finalizer::install::<{ finalizer::PORTAL }>(portal_type, portal::portal::finalize_portal)
+    }
+    .map_err(PyImportError::new_err)?;
+    portal::portal::install_am_send(py)?;
+    portal::entry::install(m)?;
+    m.add_function(wrap_pyfunction!(scoped::_make_portal, m)?)?;
+    m.add_function(wrap_pyfunction!(scoped::_call_in_portal, m)?)?;
+    m.add_function(wrap_pyfunction!(scoped::_in_portal_step, m)?)?;
+
+    // tasks/
+    m.add_function(wrap_pyfunction!(tasks::c_task::_swap_c_task_coro, m)?)?;
+    m.add_function(wrap_pyfunction!(
+        tasks::install_here::_install_portal_here,
+        m
+    )?)?;
+    m.add_class::<tasks::immediate_step::ImmediateStep>()?;
     Ok(())
 }

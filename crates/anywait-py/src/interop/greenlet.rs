@@ -36,7 +36,42 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::{ffi, intern};
 
-use crate::fiber::{self, FiberCore, Msg, StepOutcome, Wire};
+use crate::fatal::fatal;
+use crate::fiber::{Msg, Wire};
+use crate::modules::module_imported;
+
+/// How a step run in the runner greenlet ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StepEnd {
+    Yielded,
+    Returned,
+    Raised,
+}
+
+/// What the bridge needs from the portal layer above it, registered once at import
+/// (`portal::worker::register_with_bridge`): the bridge runs portal steps and forwards
+/// their traps, but must not name the portal.
+pub(crate) struct StepHost {
+    /// Runs one step of a portal's coroutine (`call`: a call portal's tuple) with `msg`;
+    /// called inside the runner greenlet.
+    pub(crate) run_step: fn(Python<'_>, &Bound<'_, PyAny>, bool, Msg) -> (StepEnd, Msg),
+    /// Hands a trap from the running step worker to the event loop; returns the answer.
+    pub(crate) forward_trap: fn(Python<'_>, Py<PyAny>) -> Msg,
+    /// The bridge state of the step worker running now, or null.
+    pub(crate) current_bridge: fn() -> *mut Bridge,
+}
+
+static HOST: OnceLock<StepHost> = OnceLock::new();
+
+/// Registers the portal layer's hooks (once, at import).
+pub(crate) fn set_host(host: StepHost) {
+    let _ = HOST.set(host);
+}
+
+fn host() -> &'static StepHost {
+    HOST.get()
+        .unwrap_or_else(|| fatal("the greenlet bridge ran before the portal layer registered"))
+}
 
 /// Message tags between the runner (and greenlets inside it) and the worker loop.
 const DONE: u8 = 0;
@@ -88,7 +123,7 @@ pub(crate) fn api(py: Python<'_>) -> Option<Api> {
 #[inline(never)]
 #[cold]
 fn look_up_api(py: Python<'_>) -> Option<Api> {
-    if !crate::taskglue::module_imported(intern!(py, "greenlet")) {
+    if !module_imported(intern!(py, "greenlet")) {
         return None;
     }
     // SAFETY: GIL held; the module is imported, so this only reads its attribute.
@@ -217,7 +252,7 @@ impl Api {
     }
 }
 
-/// Per-worker bridge state (in the worker's slot); references are owned.
+/// Per-worker bridge state (a field of the portal's step worker); references are owned.
 pub(crate) struct Bridge {
     /// The worker's runner greenlet, once made.
     runner: Option<Py<PyAny>>,
@@ -290,29 +325,29 @@ fn unpack(packed: &Bound<'_, PyAny>) -> Msg {
 #[cold]
 pub(crate) fn run_step(
     py: Python<'_>,
-    core: *mut FiberCore,
+    bridge: *mut Bridge,
     api: Api,
     coro: *mut ffi::PyObject,
     call: bool,
     msg: Wire,
-) -> (StepOutcome, Wire) {
+) -> (StepEnd, Wire) {
     // SAFETY: `coro` is held by the portal running this step.
     let coro = unsafe { Bound::from_borrowed_ptr(py, coro) };
-    match bridged_step(py, core, api, &coro, call, msg.into_msg(py)) {
-        Ok((outcome, result)) => (outcome, Wire::from_msg(py, result)),
-        Err(err) => (StepOutcome::Raised, Wire::raise(py, err)),
+    match bridged_step(py, bridge, api, &coro, call, msg.into_msg(py)) {
+        Ok((end, result)) => (end, Wire::from_msg(py, result)),
+        Err(err) => (StepEnd::Raised, Wire::raise(py, err)),
     }
 }
 
 /// The worker's runner greenlet, made if needed, with `current` as its parent.
 fn runner<'py>(
     py: Python<'py>,
-    core: *mut FiberCore,
+    bridge: *mut Bridge,
     api: Api,
     current: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    // SAFETY: `core` is the running worker; short accesses, no other reference live.
-    if let Some(runner) = unsafe { (*core).worker.bridge.runner.as_ref() } {
+    // SAFETY: `bridge` is the running worker's; short accesses, no other reference live.
+    if let Some(runner) = unsafe { (*bridge).runner.as_ref() } {
         let runner = runner.bind(py).clone();
         // SAFETY: GIL held; `runner` is a greenlet.
         if unsafe { (api.active)(runner.as_ptr()) } != 0 {
@@ -333,20 +368,20 @@ fn runner<'py>(
     let runner =
         unsafe { Bound::from_owned_ptr_or_err(py, (api.new)(body.as_ptr(), current.as_ptr())) }?;
     // SAFETY: as above.
-    unsafe { (*core).worker.bridge.runner = Some(runner.clone().unbind()) };
+    unsafe { (*bridge).runner = Some(runner.clone().unbind()) };
     Ok(runner)
 }
 
 fn bridged_step(
     py: Python<'_>,
-    core: *mut FiberCore,
+    bridge: *mut Bridge,
     api: Api,
     coro: &Bound<'_, PyAny>,
     call: bool,
     msg: Msg,
-) -> PyResult<(StepOutcome, Msg)> {
+) -> PyResult<(StepEnd, Msg)> {
     let current = api.current(py)?;
-    let runner = runner(py, core, api, &current)?;
+    let runner = runner(py, bridge, api, &current)?;
     // The step runs in the task's context, as an unbridged step would: the runner
     // adopts it (a greenlet has a context of its own).
     let context = crate::pystate::current_context();
@@ -357,7 +392,7 @@ fn bridged_step(
         unsafe { Bound::from_borrowed_ptr(py, context) }
     };
     // SAFETY: as above.
-    unsafe { (*core).worker.bridge.loop_greenlet = Some(current.unbind()) };
+    unsafe { (*bridge).loop_greenlet = Some(current.unbind()) };
     let job = (coro, pack(py, msg)?, context, call)
         .into_pyobject(py)?
         .into_any();
@@ -378,27 +413,25 @@ fn bridged_step(
             Err(err) => {
                 // The runner is stuck somewhere in user code: never resume it again.
                 // SAFETY: as above.
-                unsafe { (*core).worker.bridge.runner.take().map(std::mem::forget) };
+                unsafe { (*bridge).runner.take().map(std::mem::forget) };
                 break Err(err);
             }
         };
         if tag == DONE {
             let outcome = match sender.extract::<u8>()? {
-                0 => StepOutcome::Yielded,
-                1 => StepOutcome::Returned,
-                _ => StepOutcome::Raised,
+                0 => StepEnd::Yielded,
+                1 => StepEnd::Returned,
+                _ => StepEnd::Raised,
             };
             break Ok((outcome, unpack(&payload)));
         }
         // A trap from `await_` in `sender`: forward it to the loop as an unbridged step
         // would, with the loop's greenlet current, then hand the answer back.
-        // SAFETY: as above.
-        unsafe { (*core).worker.outcome = StepOutcome::Trap };
-        let answer = fiber::suspend_msg(Ok(payload.unbind()));
+        let answer = (host().forward_trap)(py, payload.unbind());
         reply = pack(py, answer).and_then(|answer| api.switch(&sender, answer));
     };
     // SAFETY: as above.
-    let loop_greenlet = unsafe { (*core).worker.bridge.loop_greenlet.take() };
+    let loop_greenlet = unsafe { (*bridge).loop_greenlet.take() };
     drop(loop_greenlet.map(|g| g.into_bound(py)));
     result
 }
@@ -408,8 +441,7 @@ fn bridged_step(
 /// `forward_trap` requires when the step hands control back. Nothing to do (and no
 /// cost beyond a flag test) while greenlet is not loaded.
 #[inline]
-pub(crate) fn note_resume(py: Python<'_>, worker: &mut FiberCore) {
-    let bridge = &mut worker.worker.bridge;
+pub(crate) fn note_resume(py: Python<'_>, bridge: &mut Bridge) {
     if bridge.loop_greenlet.is_some() {
         return; // bridged: traps leave through the loop's greenlet
     }
@@ -422,8 +454,8 @@ pub(crate) fn note_resume(py: Python<'_>, worker: &mut FiberCore) {
 }
 
 /// Drops what `note_resume` kept (the step has ended).
-pub(crate) fn forget_resume(py: Python<'_>, worker: &mut FiberCore) {
-    if let Some(old) = worker.worker.bridge.resumed_in.take() {
+pub(crate) fn forget_resume(py: Python<'_>, bridge: &mut Bridge) {
+    if let Some(old) = bridge.resumed_in.take() {
         drop(old.into_bound(py));
     }
 }
@@ -432,20 +464,20 @@ pub(crate) fn forget_resume(py: Python<'_>, worker: &mut FiberCore) {
 /// current when the worker was resumed (the main greenlet if greenlet was not loaded
 /// then): from any other, the resumer and every other task would run "inside" that
 /// greenlet (see module docs).
-fn check_unbridged_trap(py: Python<'_>, core: *mut FiberCore) -> PyResult<()> {
+fn check_unbridged_trap(py: Python<'_>, bridge: *mut Bridge) -> PyResult<()> {
     let Some(api) = api(py) else {
         return Ok(());
     };
-    check_trap_greenlet(py, core, api)
+    check_trap_greenlet(py, bridge, api)
 }
 
 /// [`check_unbridged_trap`] once greenlet is loaded.
 #[inline(never)]
 #[cold]
-fn check_trap_greenlet(py: Python<'_>, core: *mut FiberCore, api: Api) -> PyResult<()> {
+fn check_trap_greenlet(py: Python<'_>, bridge: *mut Bridge, api: Api) -> PyResult<()> {
     let current = api.current(py)?;
-    // SAFETY: `core` is the running worker; a short read.
-    let fine = match unsafe { (*core).worker.bridge.resumed_in.as_ref() } {
+    // SAFETY: `bridge` is the running worker's; a short read.
+    let fine = match unsafe { (*bridge).resumed_in.as_ref() } {
         Some(resumed_in) => current.is(resumed_in.bind(py)),
         // SAFETY: GIL held; `current` is a greenlet.
         None => (unsafe { (api.main)(current.as_ptr()) }) != 0,
@@ -468,14 +500,14 @@ fn check_trap_greenlet(py: Python<'_>, core: *mut FiberCore, api: Api) -> PyResu
 #[inline]
 pub(crate) fn forward_trap<'py>(
     py: Python<'py>,
-    core: *mut FiberCore,
+    bridge: *mut Bridge,
     trap: Bound<'py, PyAny>,
 ) -> Result<Wire, Bound<'py, PyAny>> {
-    // SAFETY: `core` is the running worker; a short read.
-    if unsafe { (*core).worker.bridge.loop_greenlet.is_some() } {
-        return Ok(forward_bridged(py, core, trap));
+    // SAFETY: `bridge` is the running worker's; a short read.
+    if unsafe { (*bridge).loop_greenlet.is_some() } {
+        return Ok(forward_bridged(py, bridge, trap));
     }
-    match check_unbridged_trap(py, core) {
+    match check_unbridged_trap(py, bridge) {
         Ok(()) => Err(trap),
         Err(err) => Ok(Wire::raise(py, err)),
     }
@@ -484,9 +516,9 @@ pub(crate) fn forward_trap<'py>(
 /// `forward_trap` for a bridged step.
 #[inline(never)]
 #[cold]
-fn forward_bridged(py: Python<'_>, core: *mut FiberCore, trap: Bound<'_, PyAny>) -> Wire {
-    // SAFETY: `core` is the running worker; a short read.
-    let loop_greenlet = unsafe { (*core).worker.bridge.loop_greenlet.as_ref() }
+fn forward_bridged(py: Python<'_>, bridge: *mut Bridge, trap: Bound<'_, PyAny>) -> Wire {
+    // SAFETY: `bridge` is the running worker's; a short read.
+    let loop_greenlet = unsafe { (*bridge).loop_greenlet.as_ref() }
         .expect("forward_bridged on an unbridged step")
         .bind(py)
         .clone();
@@ -527,17 +559,19 @@ fn _greenlet_runner(py: Python<'_>, job: Bound<'_, PyAny>) -> PyResult<()> {
         let old = unsafe { crate::pystate::replace_live_context(context) };
         // SAFETY: as above.
         unsafe { ffi::Py_XDECREF(old) };
-        let (outcome, result) = crate::portal::run_any_step(py, &coro, call, unpack(&packed));
+        let (end, result) = (host().run_step)(py, &coro, call, unpack(&packed));
         drop(coro);
-        let code: u8 = match outcome {
-            StepOutcome::Yielded => 0,
-            StepOutcome::Returned => 1,
-            _ => 2,
+        let code: u8 = match end {
+            StepEnd::Yielded => 0,
+            StepEnd::Returned => 1,
+            StepEnd::Raised => 2,
         };
-        let core = fiber::current();
+        let bridge = (host().current_bridge)();
         // SAFETY: the runner only runs inside its worker's bridged step, which set the
-        // loop greenlet and keeps it until the step's DONE message is received.
-        let loop_greenlet = unsafe { (*core).worker.bridge.loop_greenlet.as_ref() }
+        // loop greenlet and keeps it until the step's DONE message is received; a null
+        // bridge (no worker running) is refused below.
+        let loop_greenlet = unsafe { bridge.as_ref() }
+            .and_then(|b| b.loop_greenlet.as_ref())
             .map(|g| g.bind(py).clone())
             .ok_or_else(|| {
                 PyRuntimeError::new_err("anywait greenlet runner resumed outside a step")
@@ -552,9 +586,8 @@ fn _greenlet_runner(py: Python<'_>, job: Bound<'_, PyAny>) -> PyResult<()> {
 
 /// Ends a parked worker's runner greenlet on the worker's own stack (called by the
 /// worker loop before it returns, running as the greenlet current on this thread).
-pub(crate) fn stop_runner(py: Python<'_>, core: *mut FiberCore) {
-    // SAFETY: `core` is the running worker; a short access.
-    let Some(runner) = (unsafe { (*core).worker.bridge.runner.take() }) else {
+pub(crate) fn stop_runner(py: Python<'_>, bridge: &mut Bridge) {
+    let Some(runner) = bridge.runner.take() else {
         return;
     };
     let runner = runner.into_bound(py);

@@ -1,14 +1,11 @@
-//! Portals: run each step of a coroutine on a fiber, so sync code inside it can
-//! `await_`.
+//! The `Portal` awaitable: it wraps a task's coroutine and stands in for it towards the
+//! event loop, running each step on a step worker (see `worker`).
 //!
-//! A `Portal` wraps a task's coroutine and stands in for it towards the event loop:
-//! the loop calls `send`/`throw` on the portal exactly as it would on the coroutine.
-//! Each call is one *step*. The portal runs the step on a *step worker*: a fiber whose
-//! native body is a loop ("receive a step, run `coro.send`/`coro.throw`, hand back
-//! the result"). If code inside the step calls `await_(aw)`, `await_` drives
-//! `aw.__await__()` on the worker itself and forwards each trap it yields out through
-//! the portal to the loop (the step is then *open* and the worker stays bound to the
-//! portal); the loop's answer comes back in through the next `send`/`throw`.
+//! The loop calls `send`/`throw` on the portal exactly as it would on the coroutine.
+//! Each call is one *step*. If code inside the step calls `await_(aw)`, `await_`
+//! drives `aw.__await__()` on the worker itself and forwards each trap it yields out
+//! through the portal to the loop (the step is then *open* and the worker stays bound
+//! to the portal); the loop's answer comes back in through the next `send`/`throw`.
 //!
 //! ```text
 //!  event loop ── send(v) ──▶ Portal ── resume(v) ──▶ worker: coro.send(v)
@@ -17,47 +14,22 @@
 //!  event loop ◀── trap ───── Portal ◀── Trap ───────── suspend(trap)
 //! ```
 //!
-//! Invariants:
-//! * A worker is bound to a portal only while one of its steps is open; otherwise it
-//!   is parked in this thread's idle list with no context and no frames, so a step
-//!   that never calls `await_` costs one switch round trip and holds no stack after.
-//! * Each new step takes on the context of the code that resumed the portal (the
-//!   loop runs steps inside the task's context), and an open step keeps its own.
-//! * `WorkerSlot::coro` is borrowed from the portal that is running the step; it is
-//!   null whenever the worker is idle.
+//! Towards loops and introspection the portal looks like a coroutine: `send`, `throw`,
+//! `close`, `__await__`/`__next__`, `am_send`, and the `cr_*` attributes forwarded to
+//! the wrapped coroutine (reporting a task blocked in `await_` as suspended).
 
-use std::cell::{RefCell, UnsafeCell};
+use std::cell::UnsafeCell;
 use std::ptr;
 
 use pyo3::exceptions::{PyGeneratorExit, PyRuntimeError, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
-use crate::fiber::{self, Body, FiberCore, Msg, StepOutcome, Wire};
-use crate::greenlet_bridge;
-use crate::pystate;
-
-/// Idle workers kept per thread; more are retired when their step ends.
-const IDLE_CAP: usize = 8;
-
-thread_local! {
-    /// Parked step workers of this thread (no context, no frames: see module docs).
-    static IDLE: RefCell<IdleWorkers> = const { RefCell::new(IdleWorkers(Vec::new())) };
-}
-
-/// Boxed: a worker's address is captured by its fiber body and must not move.
-#[allow(clippy::vec_box)]
-struct IdleWorkers(Vec<Box<FiberCore>>);
-
-impl Drop for IdleWorkers {
-    fn drop(&mut self) {
-        // The thread is exiting: no Python code can run. A parked worker's stack holds
-        // only the native loop with nothing to drop, so it is reset, not unwound.
-        for worker in self.0.drain(..) {
-            fiber::discard_parked_worker(worker);
-        }
-    }
-}
+use super::await_::awaitable_iter;
+use super::step::StepOutcome;
+use super::worker::{self, StepWorker};
+use crate::fatal::fatal;
+use crate::fiber::{error_from, Msg, Wire};
 
 extern "C" {
     /// Exported by every supported CPython: raises StopIteration(value) the way a
@@ -84,12 +56,12 @@ enum Advanced {
 
 struct PortalState {
     /// The worker of the open step, if a step is open.
-    worker: Option<Box<FiberCore>>,
+    worker: Option<Box<StepWorker>>,
     /// A parked worker kept for this portal's next steps: once its steps ran inside
-    /// greenlet (see `greenlet_bridge`), greenlets they made live on its stack, and
+    /// greenlet (see `interop::greenlet`), greenlets they made live on its stack, and
     /// switching into one from another stack would be fatal, so the portal's steps
     /// stay on this worker.
-    pinned: Option<Box<FiberCore>>,
+    pinned: Option<Box<StepWorker>>,
     /// True while a step runs (re-entrant send is an error, as for coroutines).
     running: bool,
     /// True once a step returned or raised: the coroutine is done, nothing to finalize.
@@ -97,7 +69,7 @@ struct PortalState {
 }
 
 // SAFETY: all access to `state` happens with the GIL held; a bound worker is only ever
-// resumed on its own thread (FiberCore::resume checks).
+// resumed on its own thread (`fiber::resume` checks).
 unsafe impl Send for Portal {}
 // SAFETY: as above.
 unsafe impl Sync for Portal {}
@@ -107,12 +79,12 @@ impl Portal {
         Self::new_inner(coro, false)
     }
 
-    /// `send(value)` (installed as a direct method by `fastpath`).
+    /// `send(value)` (installed as a direct method by `portal::entry`).
     pub(crate) fn send_value(&self, py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
         self.step(py, Ok(value))
     }
 
-    fn new_inner(coro: Py<PyAny>, call: bool) -> Self {
+    pub(crate) fn new_inner(coro: Py<PyAny>, call: bool) -> Self {
         Self {
             coro,
             call,
@@ -160,35 +132,31 @@ impl Portal {
             },
         };
         state.running = true;
-        greenlet_bridge::note_resume(py, &mut worker);
-        let raw: *mut FiberCore = &mut *worker;
-        // SAFETY: the worker is ours, parked or bound, on this thread (checked inside);
-        // it has no Python object.
-        let result = unsafe { fiber::resume_wire(py, raw, ptr::null_mut(), msg) };
+        let result = worker::resume(py, &mut worker, msg);
         // SAFETY: GIL held; the step's code is done touching the state.
         let state = unsafe { &mut *self.state.get() };
         state.running = false;
-        match worker.worker.outcome {
+        match worker.outcome {
             StepOutcome::Trap => {
                 state.worker = Some(worker);
                 Advanced::Yielded(result)
             }
-            StepOutcome::Yielded if worker.worker.bridge.has_runner() => {
-                state.pinned = Some(park(py, worker));
+            StepOutcome::Yielded if worker.bridge.has_runner() => {
+                state.pinned = Some(worker::park(py, worker));
                 Advanced::Yielded(result)
             }
             StepOutcome::Yielded => {
-                end_step(py, worker);
+                worker::end_step(py, worker);
                 Advanced::Yielded(result)
             }
             StepOutcome::Raised => {
                 state.finished = true;
-                end_step(py, worker);
+                worker::end_step(py, worker);
                 Advanced::Yielded(result)
             }
             StepOutcome::Returned => {
                 state.finished = true;
-                end_step(py, worker);
+                worker::end_step(py, worker);
                 match result {
                     Wire::Value(value) => Advanced::Returned(value),
                     raised => Advanced::Yielded(raised),
@@ -197,7 +165,7 @@ impl Portal {
             // `resume` refused before the worker ran (an error was already pending, say):
             // the worker is untouched, so it is parked again and the error returned.
             StepOutcome::Idle => {
-                end_step(py, worker);
+                worker::end_step(py, worker);
                 Advanced::Yielded(result)
             }
         }
@@ -205,25 +173,13 @@ impl Portal {
 
     /// Takes a parked worker and points it at this portal's coroutine and at the
     /// caller's context.
-    fn begin_step(&self, py: Python<'_>) -> PyResult<Box<FiberCore>> {
-        let worker = match IDLE.with(|idle| idle.borrow_mut().0.pop()) {
-            Some(worker) => worker,
-            None => new_worker(py)?,
-        };
-        Ok(self.bind(worker))
+    fn begin_step(&self, py: Python<'_>) -> PyResult<Box<StepWorker>> {
+        Ok(self.bind(worker::take_idle(py)?))
     }
 
     /// Points a parked worker at this portal's coroutine and at the caller's context.
-    fn bind(&self, mut worker: Box<FiberCore>) -> Box<FiberCore> {
-        worker.worker.coro = self.coro.as_ptr();
-        worker.worker.call = self.call;
-        let context = pystate::current_context();
-        // SAFETY: GIL held; we hand the worker its own reference.
-        unsafe { ffi::Py_XINCREF(context) };
-        // The parked worker holds no context (end_step took it).
-        let old = worker.replace_context(context);
-        debug_assert!(old.is_null());
-        worker
+    fn bind(&self, worker: Box<StepWorker>) -> Box<StepWorker> {
+        worker::bind(worker, self.coro.as_ptr(), self.call)
     }
 }
 
@@ -242,237 +198,11 @@ fn refuse(py: Python<'_>, running: bool, msg: Wire) -> Wire {
     Wire::raise(py, err)
 }
 
-/// A new worker, parked and ready for its first step.
-fn new_worker(py: Python<'_>) -> PyResult<Box<FiberCore>> {
-    let mut worker = FiberCore::new(Body::Native(worker_main), None)?;
-    let raw: *mut FiberCore = &mut *worker;
-    // SAFETY: a fresh core on this thread without a Python object; the first resume
-    // runs `worker_main` up to its first park.
-    unsafe { fiber::resume(py, raw, ptr::null_mut(), Ok(py.None())) }?;
-    debug_assert_eq!(worker.worker.outcome, StepOutcome::Idle);
-    Ok(worker)
-}
-
-/// Parks (or retires) the worker of a step that has ended.
-fn end_step(py: Python<'_>, worker: Box<FiberCore>) {
-    release(py, park(py, worker));
-}
-
-/// Unbinds the worker of an ended step: no coroutine, no context (module invariant).
-fn park(py: Python<'_>, mut worker: Box<FiberCore>) -> Box<FiberCore> {
-    greenlet_bridge::forget_resume(py, &mut worker);
-    worker.worker.coro = ptr::null_mut();
-    worker.worker.outcome = StepOutcome::Idle;
-    let context = worker.replace_context(ptr::null_mut());
-    // SAFETY: GIL held (the token); the reference was the worker's.
-    unsafe { ffi::Py_XDECREF(context) };
-    worker
-}
-
-/// Puts a parked worker in this thread's idle list, or retires it if the list is full.
-fn release(py: Python<'_>, worker: Box<FiberCore>) {
-    let parked = IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        if idle.0.len() < IDLE_CAP {
-            idle.0.push(worker);
-            None
-        } else {
-            Some(worker)
-        }
-    });
-    if let Some(worker) = parked {
-        retire(py, worker);
-    }
-}
-
-/// Ends a parked worker's loop and gives its stack back.
-fn retire(py: Python<'_>, mut worker: Box<FiberCore>) {
-    let raw: *mut FiberCore = &mut *worker;
-    // SAFETY: parked worker on this thread; a null `coro` asks its loop to return.
-    let _ = unsafe { fiber::resume(py, raw, ptr::null_mut(), Ok(py.None())) };
-}
-
-/// The native body of a step worker (see module docs). Its frame, and those of the
-/// step it runs, stay on the stack while the step is blocked in `await_`: keep them
-/// small (everything but a plain `send` lives out of line).
-fn worker_main(py: Python<'_>, core: *mut FiberCore, first: Wire) -> Wire {
-    first.release(py);
-    // SAFETY: the core owns this fiber and outlives it; this and the other derefs of
-    // `core` below are short field accesses with no other reference live.
-    unsafe { (*core).worker.outcome = StepOutcome::Idle };
-    // SAFETY: this worker is the running fiber (its body).
-    let mut msg = unsafe { fiber::suspend_running(core, Wire::Value(py.None())) };
-    loop {
-        // SAFETY: as above.
-        let coro = unsafe { (*core).worker.coro };
-        if coro.is_null() {
-            msg.release(py);
-            greenlet_bridge::stop_runner(py, core);
-            return Wire::Value(py.None());
-        }
-        // SAFETY: as above.
-        let top_level = unsafe { (*core).resumed_from_thread_stack() };
-        // SAFETY: as above.
-        let call = unsafe { (*core).worker.call };
-        // The step holds a reference of its own, for as long as it runs: if its portal
-        // dies with the step open and the stack is leaked, the coroutine stays alive
-        // with it (CPython must never finalize a coroutine whose frame is executing).
-        // SAFETY: `coro` is held by the portal running this step; GIL held.
-        unsafe { ffi::Py_INCREF(coro) };
-        let (outcome, result) = match greenlet_bridge::api_if_found().filter(|_| top_level) {
-            Some(api) => greenlet_bridge::run_step(py, core, api, coro, call, msg),
-            None if call => run_call(py, coro, msg),
-            // SAFETY: as above.
-            None => unsafe { run_step(py, coro, msg) },
-        };
-        // SAFETY: the reference taken above.
-        unsafe { ffi::Py_DECREF(coro) };
-        // SAFETY: as above.
-        unsafe { (*core).worker.outcome = outcome };
-        // SAFETY: as above.
-        msg = unsafe { fiber::suspend_running(core, result) };
-    }
-}
-
-/// One step of the coroutine `coro`: `send(value)` or `throw(exc)`.
-///
-/// # Safety
-/// `coro` is a live object (borrowed), GIL held.
-#[inline]
-pub(crate) unsafe fn run_step(
-    py: Python<'_>,
-    coro: *mut ffi::PyObject,
-    msg: Wire,
-) -> (StepOutcome, Wire) {
-    let value = match msg {
-        Wire::Value(value) => value.into_bound(py),
-        Wire::Raise(exc) => return throw_step(py, coro, exc),
-    };
-    let mut out: *mut ffi::PyObject = ptr::null_mut();
-    // SAFETY: GIL held; both objects are alive; `out` receives a new reference.
-    let status = unsafe { ffi::PyIter_Send(coro, value.as_ptr(), &mut out) };
-    drop(value);
-    match status {
-        // SAFETY: on NEXT/RETURN `out` is a new reference.
-        ffi::PySendResult::PYGEN_NEXT => (
-            StepOutcome::Yielded,
-            Wire::Value(unsafe { Bound::from_owned_ptr(py, out).unbind() }),
-        ),
-        // SAFETY: as above.
-        ffi::PySendResult::PYGEN_RETURN => (
-            StepOutcome::Returned,
-            Wire::Value(unsafe { Bound::from_owned_ptr(py, out).unbind() }),
-        ),
-        ffi::PySendResult::PYGEN_ERROR => (StepOutcome::Raised, Wire::fetch(py)),
-    }
-}
-
-/// [`run_step`] (or [`run_call`]) for callers holding a [`Msg`]: the greenlet runner.
-pub(crate) fn run_any_step(
-    py: Python<'_>,
-    coro: &Bound<'_, PyAny>,
-    call: bool,
-    msg: Msg,
-) -> (StepOutcome, Msg) {
-    let msg = Wire::from_msg(py, msg);
-    let (outcome, result) = if call {
-        run_call(py, coro.as_ptr(), msg)
-    } else {
-        // SAFETY: `coro` is alive (borrowed by the caller).
-        unsafe { run_step(py, coro.as_ptr(), msg) }
-    };
-    (outcome, result.into_msg(py))
-}
-
-/// `coro.throw(exc)` for a step (out of line: see `worker_main`).
-#[inline(never)]
-fn throw_step(
-    py: Python<'_>,
-    coro: *mut ffi::PyObject,
-    exc: Py<pyo3::exceptions::PyBaseException>,
-) -> (StepOutcome, Wire) {
-    // SAFETY: `coro` is live (run_step's contract).
-    let coro = unsafe { Bound::from_borrowed_ptr(py, coro) };
-    match throw_exception(py, &coro, exc) {
-        Thrown::Yielded(v) => (StepOutcome::Yielded, Wire::Value(v)),
-        Thrown::Returned(v) => (StepOutcome::Returned, Wire::Value(v)),
-        Thrown::Raised(e) => (StepOutcome::Raised, Wire::raise(py, e)),
-    }
-}
-
-/// The one step of a call portal: `fn(*args, **kwargs)`. An exception thrown in
-/// before it runs is raised, as by a coroutine that has not started.
-#[inline(never)]
-fn run_call(py: Python<'_>, call: *mut ffi::PyObject, msg: Wire) -> (StepOutcome, Wire) {
-    // SAFETY: the portal running this step holds `call`.
-    let call = unsafe { Bound::from_borrowed_ptr(py, call) };
-    let run = || -> PyResult<Py<PyAny>> {
-        if let Wire::Raise(exc) = msg {
-            return Err(fiber::error_from(py, exc));
-        }
-        msg.release(py);
-        let (func, args, kwargs): (
-            Bound<'_, PyAny>,
-            Bound<'_, pyo3::types::PyTuple>,
-            Option<Bound<'_, pyo3::types::PyDict>>,
-        ) = call.extract()?;
-        Ok(func.call(args, kwargs.as_ref())?.unbind())
-    };
-    match run() {
-        Ok(value) => (StepOutcome::Returned, Wire::Value(value)),
-        Err(err) => (StepOutcome::Raised, Wire::raise(py, err)),
-    }
-}
-
-pub(crate) enum Thrown {
-    Yielded(Py<PyAny>),
-    Returned(Py<PyAny>),
-    Raised(PyErr),
-}
-
-/// [`throw_into`] for an exception that crossed a switch. Out of line: its callers
-/// (`await_`, the worker loop) have frames on every blocked task's stack.
-#[inline(never)]
-pub(crate) fn throw_exception(
-    py: Python<'_>,
-    it: &Bound<'_, PyAny>,
-    exc: Py<pyo3::exceptions::PyBaseException>,
-) -> Thrown {
-    throw_into(py, it, fiber::error_from(py, exc))
-}
-
-/// `it.throw(exc)` with `yield from` semantics: an iterator without `throw` gets the
-/// exception raised at the delegation point; GeneratorExit closes it first.
-pub(crate) fn throw_into(py: Python<'_>, it: &Bound<'_, PyAny>, exc: PyErr) -> Thrown {
-    if exc.is_instance_of::<PyGeneratorExit>(py) {
-        if let Ok(close) = it.getattr("close") {
-            if let Err(err) = close.call0() {
-                return Thrown::Raised(err);
-            }
-        }
-        return Thrown::Raised(exc);
-    }
-    let Ok(throw) = it.getattr("throw") else {
-        return Thrown::Raised(exc);
-    };
-    match throw.call1((exc.into_value(py),)) {
-        Ok(v) => Thrown::Yielded(v.unbind()),
-        Err(err) if err.is_instance_of::<PyStopIteration>(py) => {
-            let value = err.value(py).getattr("value").map(Bound::unbind);
-            match value {
-                Ok(v) => Thrown::Returned(v),
-                Err(e) => Thrown::Raised(e),
-            }
-        }
-        Err(err) => Thrown::Raised(err),
-    }
-}
-
 #[pymethods]
 impl Portal {
     #[new]
     pub(crate) fn new(coro: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(Self::wrap(crate::awaiting::awaitable_iter(coro)?.unbind()))
+        Ok(Self::wrap(awaitable_iter(coro)?.unbind()))
     }
 
     /// The wrapped coroutine.
@@ -647,12 +377,12 @@ pub(crate) unsafe extern "C" fn portal_am_send(
             ffi::PySendResult::PYGEN_NEXT
         }
         Ok(Advanced::Yielded(Wire::Raise(exc))) => {
-            fiber::error_from(py, exc).restore(py);
+            error_from(py, exc).restore(py);
             // SAFETY: NULL result with the exception set, as the protocol requires.
             unsafe { *out = ptr::null_mut() };
             ffi::PySendResult::PYGEN_ERROR
         }
-        Err(_) => fiber::fatal("a panic inside Portal.am_send"),
+        Err(_) => fatal("a panic inside Portal.am_send"),
     }
 }
 
@@ -674,7 +404,7 @@ pub(crate) fn install_am_send(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
-/// `tp_finalize` of `Portal` (see `finalizer`): a portal that becomes garbage while
+/// `tp_finalize` of `Portal` (see `fiber::finalizer`): a portal that becomes garbage while
 /// its coroutine is suspended closes the coroutine through a step, as CPython closes a
 /// suspended coroutine, so that `finally` blocks in sync frames blocked in `await_`
 /// run (and may themselves use `await_`, which raises as `await` would there).
@@ -706,20 +436,20 @@ impl Portal {
             return; // unreachable: a running step holds a reference to its portal
         }
         if let Some(pinned) = state.pinned.take() {
-            if pinned.on_owner_thread() {
-                release(py, pinned);
+            if pinned.core.on_owner_thread() {
+                worker::release(py, pinned);
             } else {
                 // Parked, but its runner greenlet can only be ended on its own thread.
-                fiber::abandon(py, pinned);
+                worker::abandon(py, pinned);
             }
         }
         let suspended = match &state.worker {
-            Some(worker) if !worker.on_owner_thread() => {
+            Some(worker) if !worker.core.on_owner_thread() => {
                 // Its frames can only run on their own thread, which is elsewhere now:
                 // leak the worker (stack, frames and their references) rather than
                 // free anything those frames may still point to.
                 let worker = state.worker.take().expect("checked above");
-                fiber::abandon(py, worker);
+                worker::abandon(py, worker);
                 PyRuntimeError::new_err(
                     "an anywait portal with a task blocked in await_ was garbage-collected \
                      on another thread; its stack is leaked and its finally blocks never run",
@@ -752,39 +482,7 @@ impl Portal {
         // SAFETY: GIL held; the step is over.
         let state = unsafe { &mut *self.state.get() };
         if let Some(worker) = state.worker.take() {
-            fiber::abandon(py, worker);
+            worker::abandon(py, worker);
         }
     }
-}
-
-/// The portal whose step is running on this fiber, if any: `await_` needs one.
-pub(crate) fn in_portal_step() -> bool {
-    let core = fiber::current();
-    // SAFETY: CURRENT holds only live running cores (fiber module invariant).
-    !core.is_null() && unsafe { !(*core).worker.coro.is_null() }
-}
-
-/// Whether code calling this runs in a portal step (so `await_` works here): lets
-/// `with_portal_run*` skip making a nested portal, which would only add a fiber.
-#[pyfunction]
-pub(crate) fn _in_portal_step() -> bool {
-    in_portal_step()
-}
-
-/// A portal whose one step calls `func(*args, **kwargs)` (`with_portal_run_sync`).
-#[pyfunction]
-pub(crate) fn _call_in_portal(
-    py: Python<'_>,
-    func: Bound<'_, PyAny>,
-    args: Bound<'_, pyo3::types::PyTuple>,
-    kwargs: Option<Bound<'_, pyo3::types::PyDict>>,
-) -> PyResult<Py<Portal>> {
-    let call = (func, args, kwargs).into_pyobject(py)?.into_any().unbind();
-    Py::new(py, Portal::new_inner(call, true))
-}
-
-/// Wraps a coroutine in a portal (used by loop glue written in Python).
-#[pyfunction]
-pub(crate) fn _make_portal(py: Python<'_>, coro: &Bound<'_, PyAny>) -> PyResult<Py<Portal>> {
-    Py::new(py, Portal::new(coro)?)
 }

@@ -9,9 +9,10 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict};
 
-use crate::immediate_step::ImmediateStep;
+use super::c_task::_swap_c_task_coro;
+use super::immediate_step::ImmediateStep;
+use crate::modules::module_imported;
 use crate::portal::Portal;
-use crate::taskglue::{_swap_c_task_coro, module_imported};
 
 /// What the asyncio case looks up once: `asyncio.tasks._CTask` (None without the C
 /// accelerator), the running loop's getter, and how to find the loop's current task.

@@ -11,8 +11,10 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::fiber::{self, StepOutcome, Wire};
-use crate::portal::{self, Thrown};
+use super::step::{throw_exception, Thrown};
+use super::worker::{self, current_worker};
+use crate::fiber::Wire;
+use crate::interop::greenlet;
 
 const NO_PORTAL: &str = "await_() needs a portal: call `await anywait.ensure_portal()` in this \
      task first, start the program with anywait.run(), or run this code under \
@@ -84,7 +86,9 @@ fn not_awaitable_message(type_name: &str) -> String {
 /// send-and-suspend loop lives out of line: a smaller frame keeps a blocked task's
 /// stack within one page (`benches/bench_portal.py`, RSS row).
 pub(crate) fn await_(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    if !portal::in_portal_step() {
+    let worker = current_worker();
+    // SAFETY: a live running worker (`current_worker`); a short read.
+    if worker.is_null() || unsafe { (*worker).coro.is_null() } {
         return Err(no_portal(aw));
     }
     // SAFETY: a type check on a live object.
@@ -93,7 +97,6 @@ pub(crate) fn await_(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny
     } else {
         awaitable_iter_or_close(aw)?
     };
-    let core = fiber::current();
     let mut msg = Wire::Value(py.None());
     loop {
         let trap = match msg {
@@ -113,20 +116,18 @@ pub(crate) fn await_(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny
                     ffi::PySendResult::PYGEN_ERROR => return Err(fetch_error(py)),
                 }
             }
-            Wire::Raise(exc) => match portal::throw_exception(py, &it, exc) {
+            Wire::Raise(exc) => match throw_exception(py, &it, exc) {
                 Thrown::Yielded(trap) => trap.into_bound(py),
                 Thrown::Returned(value) => return Ok(value),
                 Thrown::Raised(err) => return Err(err),
             },
         };
-        msg = match crate::greenlet_bridge::forward_trap(py, core, trap) {
+        // SAFETY: `worker` is the running worker, in its step (checked above); the
+        // bridge is its own field.
+        msg = match greenlet::forward_trap(py, unsafe { &raw mut (*worker).bridge }, trap) {
             Ok(answer) => answer,
-            Err(trap) => {
-                // SAFETY: `core` is the running worker (checked above: in its step).
-                unsafe { (*core).worker.outcome = StepOutcome::Trap };
-                // SAFETY: as above.
-                unsafe { fiber::suspend_running(core, Wire::Value(trap.unbind())) }
-            }
+            // SAFETY: as above.
+            Err(trap) => unsafe { worker::suspend_with_trap(worker, trap.unbind()) },
         };
     }
 }

@@ -15,7 +15,6 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
 
 /// A private field of the C Task that we locate and write.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -122,17 +121,4 @@ pub(crate) fn take_c_task_waiter(task: &Bound<'_, PyAny>) -> PyResult<Option<Py<
     // SAFETY: the reference the field held, now ours.
     let owned = unsafe { Bound::from_owned_ptr(task.py(), waiter.as_ptr()) };
     Ok(Some(owned.unbind()))
-}
-
-/// Whether `sys.modules` holds `name`: a bare lookup in the interpreter's module dict
-/// (no import, no reference, no error: `PyDict_GetItem` swallows any).
-pub(crate) fn module_imported(name: &Bound<'_, PyString>) -> bool {
-    // SAFETY: GIL held (`name` is bound); the module dict is a borrowed reference the
-    // interpreter owns.
-    unsafe {
-        let modules = ffi::PyImport_GetModuleDict();
-        !modules.is_null()
-            && ffi::PyDict_Check(modules) != 0
-            && !ffi::PyDict_GetItem(modules, name.as_ptr()).is_null()
-    }
 }

@@ -30,7 +30,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{IntoPyDict, PyBool, PyDict, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
-use crate::taskglue;
+use super::c_task;
 
 /// `asyncio.tasks._c_enter_task` and `_c_leave_task`: what the C Task's step uses.
 static ENTER_LEAVE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
@@ -185,7 +185,7 @@ impl ImmediateStep {
         // Enter again whatever the step did: the step code we return into leaves it.
         enter.call1(py, (loop_, task))?;
         stepped?;
-        match taskglue::take_c_task_waiter(task) {
+        match c_task::take_c_task_waiter(task) {
             Ok(waiter) => slf.borrow_mut().waiter = waiter,
             Err(err) => {
                 // The field could not be located: the step code will overwrite it and

@@ -1,7 +1,8 @@
-//! Direct entry points for the calls made on every switch: `Fiber.switch(value=None)`,
-//! `suspend(value=None)` and `await_(awaitable)`, and for constructing a `Fiber`
-//! (`tp_vectorcall` of the class: calling the class skips `type.__call__` and PyO3's
-//! generic `*args, **kwargs` parsing).
+//! Direct entry points for the calls made on every switch: `Fiber.switch(value=None)`
+//! and `suspend(value=None)`, and for constructing a `Fiber` (`tp_vectorcall` of the
+//! class: calling the class skips `type.__call__` and PyO3's generic `*args, **kwargs`
+//! parsing). The portal layer's entry points (`await_`, `Portal.send`) are built from
+//! the same pieces ([`MethodDef`], [`finish`], [`def_ptr`]).
 //!
 //! Why not `#[pymethods]`: PyO3's generic trampoline (attach-count bookkeeping, the
 //! argument-description walk) was a quarter of a switch round trip; and its attach
@@ -11,8 +12,7 @@
 //! and catch panics at the boundary.
 //!
 //! `switch` is added to the `Fiber` type's dict as a method descriptor (which checks
-//! the type of `self` before calling us), `suspend` is a module-level builtin. The same
-//! goes for `Portal.send`, which Trio calls once per step of every portal task.
+//! the type of `self` before calling us), `suspend` is a module-level builtin.
 
 use std::ffi::CStr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -22,13 +22,13 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::fiber;
-use crate::portal::Portal;
-use crate::pyfiber::PyFiber;
+use super::pyfiber::PyFiber;
+use super::switch;
+use crate::fatal::fatal;
 
 /// A `PyMethodDef` that may live in a static (CPython reads it, never writes it).
 #[repr(transparent)]
-struct MethodDef(ffi::PyMethodDef);
+pub(crate) struct MethodDef(pub(crate) ffi::PyMethodDef);
 
 // SAFETY: the definition is immutable after construction and holds only pointers to
 // static data and functions.
@@ -52,13 +52,6 @@ static SUSPEND_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
     },
     ml_flags: FASTCALL_KW,
     ml_doc: c"suspend(value=None, /)\n--\n\nSuspend the current fiber, handing value to the code that resumed it; returns the value of the next switch().".as_ptr(),
-});
-
-static AWAIT_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
-    ml_name: c"await_".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer { PyCFunction: await_entry },
-    ml_flags: ffi::METH_O,
-    ml_doc: c"await_(awaitable, /)\n--\n\nAwait `awaitable` from sync code running in a task that has a portal, exactly as `await awaitable` would at this point, and return its result.".as_ptr(),
 });
 
 /// The optional `value` argument, positional or by keyword; a borrowed reference
@@ -114,11 +107,14 @@ unsafe fn value_arg(
 
 /// Converts a call's outcome into CPython's convention (new reference, or NULL with
 /// the error set), aborting on a panic, which must never cross into C.
-fn finish(py: Python<'_>, result: std::thread::Result<PyResult<Py<PyAny>>>) -> *mut ffi::PyObject {
+pub(crate) fn finish(
+    py: Python<'_>,
+    result: std::thread::Result<PyResult<Py<PyAny>>>,
+) -> *mut ffi::PyObject {
     match result {
         Ok(Ok(value)) => value.into_ptr(),
         Ok(Err(err)) => raise(py, err),
-        Err(_) => fiber::fatal("a Rust panic reached a Python call boundary"),
+        Err(_) => fatal("a Rust panic reached a Python call boundary"),
     }
 }
 
@@ -180,67 +176,16 @@ unsafe extern "C" fn suspend_entry(
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls builtins with the GIL and fastcall arguments.
     unsafe {
-        with_value_arg(c"suspend", args, nargsf, kwnames, |py, value| {
-            if crate::portal::in_portal_step() {
-                // The innermost fiber is a portal's step worker, not a user Fiber.
-                drop(value.into_bound(py));
-                return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                    "suspend() called outside a fiber; it can only be called from code running in a Fiber",
-                ));
-            }
-            fiber::suspend(value)
+        with_value_arg(c"suspend", args, nargsf, kwnames, |_py, value| {
+            // Refuses where the innermost fiber is not a user Fiber (a portal's step
+            // worker, say), with the same words as outside any fiber.
+            switch::suspend(value)
         })
     }
 }
 
-static PORTAL_SEND_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
-    ml_name: c"send".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer {
-        PyCFunction: portal_send_entry,
-    },
-    ml_flags: ffi::METH_O,
-    ml_doc:
-        c"send($self, value, /)\n--\n\nRun the next step with `value`, as coroutine.send() does."
-            .as_ptr(),
-});
-
-fn def_ptr(def: &'static MethodDef) -> *mut ffi::PyMethodDef {
+pub(crate) fn def_ptr(def: &'static MethodDef) -> *mut ffi::PyMethodDef {
     ptr::from_ref(&def.0).cast_mut()
-}
-
-unsafe extern "C" fn await_entry(
-    _module: *mut ffi::PyObject,
-    aw: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls builtins with the GIL held.
-    let py = unsafe { Python::assume_attached() };
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: METH_O passes one borrowed argument.
-        let aw = unsafe { Bound::from_borrowed_ptr(py, aw) };
-        crate::awaiting::await_(py, &aw)
-    }));
-    finish(py, result)
-}
-
-/// `Portal.send(value)`: Trio drives each step through it.
-unsafe extern "C" fn portal_send_entry(
-    slf: *mut ffi::PyObject,
-    value: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls methods with the GIL held.
-    let py = unsafe { Python::assume_attached() };
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: the method descriptor checked that `slf` is a Portal; METH_O passes
-        // one borrowed argument.
-        let (slf, value) = unsafe {
-            (
-                Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Portal>(),
-                Bound::from_borrowed_ptr(py, value).unbind(),
-            )
-        };
-        slf.get().send_value(py, value)
-    }));
-    finish(py, result)
 }
 
 unsafe extern "C" fn fiber_new_entry(
@@ -289,7 +234,7 @@ unsafe extern "C" fn fiber_new_entry(
     finish(py, result)
 }
 
-/// Adds `switch` to the Fiber type, and `suspend` and `await_` to the module.
+/// Adds `switch` to the Fiber type, its vectorcall constructor, and `suspend` to the module.
 pub(crate) fn install(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = module.py();
     let tp = py.get_type::<PyFiber>();
@@ -316,22 +261,5 @@ pub(crate) fn install(module: &Bound<'_, PyModule>) -> PyResult<()> {
         )
     }?;
     module.add("suspend", suspend)?;
-    // SAFETY: AWAIT_DEF is static; returns a new reference or NULL with an exception.
-    let await_ = unsafe {
-        Bound::from_owned_ptr_or_err(
-            py,
-            ffi::PyCFunction_NewEx(def_ptr(&AWAIT_DEF), ptr::null_mut(), name.as_ptr()),
-        )
-    }?;
-    module.add("await_", await_)?;
-    let portal = py.get_type::<Portal>();
-    // SAFETY: as for SWITCH_DEF, on the Portal type.
-    let send = unsafe {
-        Bound::from_owned_ptr_or_err(
-            py,
-            ffi::PyDescr_NewMethod(portal.as_type_ptr(), def_ptr(&PORTAL_SEND_DEF)),
-        )
-    }?;
-    portal.setattr("send", send)?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The Python face of fibers: `anywait.lowlevel.Fiber` and `current` (`switch` and
-//! `suspend` are in `fastpath`).
+//! `suspend` are in `entry`).
 //!
-//! Argument checks and error wording live here; the switching lives in `fiber`.
+//! Argument checks and error wording live here; the switching lives in `switch`.
 
 use std::cell::UnsafeCell;
 use std::ptr;
@@ -11,7 +11,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, PyTraverseError, PyVisit};
 
-use crate::fiber::{self, Body, FiberCore, KillOutcome, Orphan, Status};
+use super::lifetime::{self, KillOutcome, Orphan};
+use super::switch::{self, Body, FiberCore, Status};
+use super::wire::Msg;
 
 /// A function running on its own native stack, which it can leave and re-enter at any
 /// call depth with `suspend()` / `switch()`.
@@ -23,7 +25,7 @@ pub(crate) struct PyFiber {
 
 // SAFETY: every access to `core` happens with the GIL held, which serialises threads;
 // FiberCore itself refuses to run on any thread but its owner's, and a core only leaves
-// this object through `fiber::place_orphan` (during finalization, GIL held).
+// this object through `lifetime::place_orphan` (during finalization, GIL held).
 unsafe impl Send for PyFiber {}
 // SAFETY: as above.
 unsafe impl Sync for PyFiber {}
@@ -69,17 +71,20 @@ impl PyFiber {
             kwargs: kwargs.map(|k| k.clone().unbind()),
         };
         Ok(Self {
-            core: UnsafeCell::new(Some(FiberCore::new(body, Some(context.unbind()))?)),
+            core: UnsafeCell::new(Some(Box::new(FiberCore::new(
+                body,
+                Some(context.unbind()),
+            )?))),
         })
     }
 
-    pub(crate) fn resume(slf: &Bound<'_, Self>, msg: fiber::Msg) -> PyResult<Py<PyAny>> {
+    pub(crate) fn resume(slf: &Bound<'_, Self>, msg: Msg) -> PyResult<Py<PyAny>> {
         let core = slf.get().core();
         if core.is_null() {
             return Err(PyRuntimeError::new_err("cannot switch to a finished fiber"));
         }
         // SAFETY: the core is owned by `slf`, which this call keeps alive.
-        unsafe { fiber::resume(slf.py(), core, slf.as_ptr(), msg) }
+        unsafe { switch::resume(slf.py(), core, slf.as_ptr(), msg) }
     }
 
     /// Runs when the object is garbage (tp_finalize): unwinds a suspended fiber.
@@ -89,21 +94,21 @@ impl PyFiber {
             return;
         }
         // SAFETY: non-null core owned by self (GIL held).
-        let placed = fiber::place_orphan(py, unsafe { &*core }, || {
+        let placed = lifetime::place_orphan(py, unsafe { &*core }, || {
             // SAFETY: GIL held; `core` is not used after being moved out.
             unsafe { (*self.core.get()).take() }.expect("core present")
         });
         if let Orphan::KillHere = placed {
             // SAFETY: our core, suspended, on its own thread; `obj` is alive for the
             // duration of tp_finalize.
-            match unsafe { fiber::kill(py, core, obj) } {
+            match unsafe { lifetime::kill(py, core, obj) } {
                 KillOutcome::Died => {}
                 KillOutcome::Raised(err) => {
                     // SAFETY: obj is alive (see above).
                     let obj = unsafe { Bound::from_borrowed_ptr(py, obj) };
                     err.write_unraisable(py, Some(&obj));
                 }
-                KillOutcome::Refused => fiber::refused_to_die(py),
+                KillOutcome::Refused => lifetime::refused_to_die(py),
             }
         }
     }
@@ -118,12 +123,12 @@ impl PyFiber {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        // Calls to the class normally take the vectorcall constructor in `fastpath`;
+        // Calls to the class normally take the vectorcall constructor in `entry`;
         // this is the path for `Fiber.__new__(Fiber, ...)` and the like.
         Self::build(func, args, kwargs)
     }
 
-    // `switch` is installed by `fastpath`.
+    // `switch` is installed by `entry`.
 
     /// Raises `exc` inside the fiber at its suspension point.
     fn throw(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -153,7 +158,7 @@ impl PyFiber {
                 Ok(())
             }
             // SAFETY: our core, suspended; `slf` is kept alive by this call.
-            Status::Suspended => match unsafe { fiber::kill(py, core, slf.as_ptr()) } {
+            Status::Suspended => match unsafe { lifetime::kill(py, core, slf.as_ptr()) } {
                 KillOutcome::Died => Ok(()),
                 KillOutcome::Raised(err) => Err(err),
                 KillOutcome::Refused => Err(PyRuntimeError::new_err("fiber ignored FiberExit")),
@@ -242,5 +247,5 @@ pub(crate) unsafe extern "C" fn finalize_fiber(obj: *mut ffi::PyObject) {
 /// The running fiber, or None.
 #[pyfunction]
 pub(crate) fn current(py: Python<'_>) -> Option<Py<PyAny>> {
-    fiber::current_object(py)
+    switch::current_object(py)
 }

@@ -1,0 +1,124 @@
+//! How a suspended fiber ends when nobody will resume it again: killed on its own
+//! thread, queued for its owner thread, or abandoned.
+//!
+//! A suspended fiber whose object dies is unwound by throwing `FiberExit` into it on
+//! its own thread ([`kill`]); if the object dies on another thread the core is queued
+//! for its owner thread ([`place_orphan`]), and if the owner thread is gone the core is
+//! abandoned ([`abandon`]): its references are dropped, its stack is leaked, none of its
+//! code runs. A fiber that will not die is leaked the same way. Nothing here ever frees
+//! a stack with frames on it.
+
+use std::ptr;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::{ffi, PyErr};
+
+use super::errors::FiberExit;
+use super::switch::{resume, FiberCore, Status};
+
+/// How a fiber ended after `FiberExit` was thrown in.
+pub(crate) enum KillOutcome {
+    Died,
+    /// It caught FiberExit and suspended again.
+    Refused,
+    /// Another exception escaped it.
+    Raised(PyErr),
+}
+
+/// Throws `FiberExit` into a suspended fiber and runs it to its end.
+///
+/// # Safety
+/// As for [`resume`]; the fiber is suspended and on this thread.
+pub(crate) unsafe fn kill(
+    py: Python<'_>,
+    core: *mut FiberCore,
+    pyobj: *mut ffi::PyObject,
+) -> KillOutcome {
+    let exit = PyErr::new::<FiberExit, _>(());
+    // SAFETY: forwarded contract.
+    match unsafe { resume(py, core, pyobj, Err(exit)) } {
+        Err(e) if e.is_instance_of::<FiberExit>(py) => KillOutcome::Died,
+        Err(e) => KillOutcome::Raised(e),
+        // SAFETY: live core.
+        Ok(_) if unsafe { (*core).status() } == Status::Dead => KillOutcome::Died,
+        Ok(_) => KillOutcome::Refused,
+    }
+}
+
+/// What to do with the core of a suspended fiber whose Python object is dying.
+pub(crate) enum Orphan {
+    /// On its own thread: unwind it here and now.
+    KillHere,
+    /// Handed to its (living) owner thread, which unwinds it at its next fiber operation.
+    Queued,
+    /// Its thread is gone: references dropped, stack leaked, no code run.
+    Abandoned,
+}
+
+/// A core travelling to its owner thread's queue. Boxed: its address is captured by
+/// its fiber's body and must not change.
+struct QueuedCore(Box<FiberCore>);
+
+// SAFETY: a core is only moved to another thread's queue (under the GIL, from
+// `place_orphan`) and is only ever resumed on its owner thread (`resume` checks).
+// While queued nothing touches it.
+unsafe impl Send for QueuedCore {}
+
+impl QueuedCore {
+    /// Unwinds the core on its owner thread (the queue's consumer).
+    fn unwind(self, py: Python<'_>) {
+        let QueuedCore(mut core) = self;
+        let raw: *mut FiberCore = &mut *core;
+        // SAFETY: the core is live (owned here), suspended, on its thread; it has no
+        // Python object any more, so current() reports None while it unwinds.
+        match unsafe { kill(py, raw, ptr::null_mut()) } {
+            KillOutcome::Died => {}
+            KillOutcome::Raised(e) => e.write_unraisable(py, None),
+            KillOutcome::Refused => refused_to_die(py),
+        }
+        drop(core);
+    }
+}
+
+/// Disposes of the core of a suspended fiber whose object is dying on a thread that
+/// may not be its own. `take` is called to move the core out when it must leave.
+pub(crate) fn place_orphan(
+    py: Python<'_>,
+    core: &FiberCore,
+    take: impl FnOnce() -> Box<FiberCore>,
+) -> Orphan {
+    if core.on_owner_thread() {
+        return Orphan::KillHere;
+    }
+    let home = core.home();
+    if home.is_alive() {
+        let queued = QueuedCore(take());
+        match home.queue(Box::new(move |py| queued.unwind(py))) {
+            Ok(()) => return Orphan::Queued,
+            // A poisoned queue: the work (and the core in it) is leaked, never dropped
+            // here, where its frames cannot run.
+            Err(work) => std::mem::forget(work),
+        }
+        return Orphan::Abandoned;
+    }
+    let mut core = take();
+    abandon(py, &mut core);
+    drop(core); // its Drop leaks the suspended engine and stack
+    Orphan::Abandoned
+}
+
+/// Drops what a suspended fiber owns without running any of its code: body, context
+/// and the references of its saved interpreter state. The caller then drops the core,
+/// whose `Drop` leaks the suspended stack.
+pub(crate) fn abandon(py: Python<'_>, core: &mut FiberCore) {
+    core.release_suspended_references(py);
+}
+
+/// Reports a fiber that caught `FiberExit` and suspended again; it is leaked.
+pub(crate) fn refused_to_die(py: Python<'_>) {
+    PyRuntimeError::new_err(
+        "a garbage-collected fiber caught FiberExit and suspended again; its stack is leaked",
+    )
+    .write_unraisable(py, None);
+}

@@ -1,0 +1,552 @@
+//! Fibers that run Python code: the core behind `anywait.lowlevel.Fiber` and the
+//! portal's step workers.
+//!
+//! A [`FiberCore`] pairs a native fiber (crate `anywait-fiber`) with the interpreter
+//! state of the code running on it ([`Snapshot`]). Resuming it is:
+//!
+//! ```text
+//!   resumer's stack                         fiber's stack
+//!   ---------------                         -------------
+//!   resume(): checks, then
+//!     swap(ts, fiber snapshot) -> saved     (no Python API from here ...)
+//!     engine.resume(msg) ─────────────────▶ suspend() returns msg / body starts
+//!                                           ... Python code runs ...
+//!                                           suspend(v): yielder.suspend(v)
+//!     ◀──────────────────────────────────── (or the body returns)
+//!     swap(ts, saved) -> fiber snapshot     (... to here)
+//! ```
+//!
+//! Both swaps happen on the resumer's side, so the fiber side of a switch is a bare
+//! stack switch. The current fiber of each thread is a thread-local pointer
+//! ([`current`]), which makes `suspend()` and `current()` O(1).
+//!
+//! A core does not know who made it or why: a fiber with a native body (a portal's
+//! step worker) is recognised by its owner through its [`Tag`], and whatever state the
+//! owner keeps beside it lives in the owner's own struct (see `portal::worker`).
+//! How fibers end when nobody resumes them is in `lifetime`; thread ownership, the
+//! stack pool and fork in `home`.
+
+use std::cell::Cell;
+use std::ptr;
+use std::sync::Arc;
+
+use anywait_fiber::{Fiber as Engine, Resumed, Yielder};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::{ffi, PyErr};
+
+use super::home::{self, ThreadHome};
+use super::wire::{Msg, Wire};
+use crate::fatal::fatal;
+use crate::pystate::{self, Snapshot};
+
+/// Which layer made a fiber, so that it can recognise its own among the running ones
+/// ([`current`]). The fiber layer stores it and never interprets it, but for one rule:
+/// only [`Tag::PLAIN`] fibers (`anywait.lowlevel.Fiber`) may be suspended from Python.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tag(pub(crate) u8);
+
+impl Tag {
+    /// A fiber running a Python callable (`Body::Call`).
+    pub(crate) const PLAIN: Tag = Tag(0);
+}
+
+thread_local! {
+    /// The innermost running fiber of this thread (null on the thread's own stack).
+    static CURRENT: Cell<*mut FiberCore> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// The engine type: every switch carries a [`Wire`] each way.
+type FiberEngine = Engine<Wire, Wire, Wire>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    NotStarted,
+    /// On the thread's active chain: executing, or resumed another fiber that is.
+    Running,
+    Suspended,
+    Dead,
+}
+
+/// What a fiber runs.
+pub(crate) enum Body {
+    /// `func(*args, **kwargs)`: the body of an `anywait.lowlevel.Fiber`.
+    Call {
+        func: Py<PyAny>,
+        args: Py<PyTuple>,
+        kwargs: Option<Py<PyDict>>,
+    },
+    /// A native loop run on the fiber (a portal's step worker). It receives the
+    /// message of the first resume and returns the fiber's final message; `tag` says
+    /// whose it is.
+    Native {
+        run: fn(Python<'_>, *mut FiberCore, Wire) -> Wire,
+        tag: Tag,
+    },
+}
+
+impl Body {
+    fn run(self, py: Python<'_>, core: *mut FiberCore, first: Wire) -> Wire {
+        match self {
+            Body::Call { func, args, kwargs } => call_body(py, func, args, kwargs, first),
+            Body::Native { run, .. } => run(py, core, first),
+        }
+    }
+}
+
+/// The body of an `anywait.lowlevel.Fiber`. Out of line: `Body::run` sits at the root
+/// of every fiber stack, portal workers' included, whose frames should stay small.
+#[inline(never)]
+fn call_body(
+    py: Python<'_>,
+    func: Py<PyAny>,
+    args: Py<PyTuple>,
+    kwargs: Option<Py<PyDict>>,
+    first: Wire,
+) -> Wire {
+    // None (checked by `resume` before starting). Dropped as Bound, like every object
+    // released on these paths: a `Py` dropped where PyO3 has not counted an attach is
+    // queued for later instead of released.
+    first.release(py);
+    let func = func.into_bound(py);
+    let args = args.into_bound(py);
+    let kwargs = kwargs.map(|k| k.into_bound(py));
+    let result = if args.is_empty() && kwargs.is_none() {
+        func.call0() // vectorcall: no argument tuple to unpack
+    } else {
+        func.call(args, kwargs.as_ref())
+    };
+    Wire::from_msg(py, result.map(Bound::unbind))
+}
+
+/// The state of one fiber. It must not move once started (its address is captured by
+/// the body closure and stored in [`CURRENT`]): it lives in a `Box`, owned by the
+/// Python `Fiber` object, or inside the boxed struct of whoever made it.
+///
+/// All access happens on the owner thread with the GIL held, through raw pointers:
+/// the same core is reached both from the resumer (`resume`) and from the fiber itself
+/// (`suspend`, `current`), so no `&mut FiberCore` may live across a switch.
+pub(crate) struct FiberCore {
+    status: Status,
+    /// Present from first resume until the fiber finishes.
+    engine: Option<FiberEngine>,
+    /// The fiber's interpreter state while it is not running (None while running, and
+    /// once dead). Before the first resume: None; made by `start`.
+    snapshot: Option<Snapshot>,
+    /// Until started.
+    body: Option<Body>,
+    /// Whose fiber this is (see [`Tag`]); fixed at creation.
+    tag: Tag,
+    /// The context the fiber will run in, until started (then owned by the snapshot).
+    context: Option<Py<PyAny>>,
+    /// Valid while the fiber runs or is suspended: set by the body on entry.
+    yielder: *const Yielder<Wire, Wire>,
+    /// Who resumed us (another fiber, or null for the thread's own stack); valid while
+    /// running. Restored into CURRENT when we suspend or finish.
+    resumer: *mut FiberCore,
+    /// Borrowed pointer to our Python object while running (the call that resumed us
+    /// holds a reference); null otherwise, and during a kill after the object died.
+    pyobj: *mut ffi::PyObject,
+    home: Arc<ThreadHome>,
+}
+
+impl FiberCore {
+    /// `context` is the contextvars context the fiber starts in (None: empty). The
+    /// core may be moved until its first resume, never after (see the type's docs).
+    pub(crate) fn new(body: Body, context: Option<Py<PyAny>>) -> PyResult<Self> {
+        let tag = match body {
+            Body::Call { .. } => Tag::PLAIN,
+            Body::Native { tag, .. } => tag,
+        };
+        Ok(Self {
+            status: Status::NotStarted,
+            engine: None,
+            snapshot: None,
+            body: Some(body),
+            tag,
+            context,
+            yielder: ptr::null(),
+            resumer: ptr::null_mut(),
+            pyobj: ptr::null_mut(),
+            home: home::this_home()?,
+        })
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        self.status
+    }
+
+    #[inline]
+    pub(crate) fn tag(&self) -> Tag {
+        self.tag
+    }
+
+    pub(crate) fn home(&self) -> &Arc<ThreadHome> {
+        &self.home
+    }
+
+    /// Objects the GC may traverse: the body and context of a fiber not yet started.
+    pub(crate) fn gc_referents(&self) -> impl Iterator<Item = &Py<PyAny>> {
+        let body = self.body.iter().flat_map(|b| match b {
+            Body::Call { func, args, kwargs } => [
+                Some(func),
+                Some(args.as_any()),
+                kwargs.as_ref().map(|k| k.as_any()),
+            ],
+            Body::Native { .. } => [None, None, None],
+        });
+        body.flatten().chain(self.context.iter())
+    }
+
+    /// Gives a suspended fiber `context` (an owned reference) in place of its own, and
+    /// returns its old one (owned, possibly null): a step worker runs each new step in
+    /// the context of whoever resumes it.
+    pub(crate) fn replace_context(&mut self, context: *mut ffi::PyObject) -> *mut ffi::PyObject {
+        self.snapshot
+            .as_mut()
+            .expect("replace_context on a fiber that is not suspended")
+            .replace_context(context)
+    }
+
+    /// Drops the body and context of a fiber that never started (GC clear, close).
+    pub(crate) fn clear_unstarted(&mut self) {
+        if self.status == Status::NotStarted {
+            self.body = None;
+            self.context = None;
+        }
+    }
+
+    /// Marks a fiber that never ran as finished, dropping its body and context.
+    pub(crate) fn close_unstarted(&mut self) {
+        debug_assert_eq!(self.status, Status::NotStarted);
+        self.clear_unstarted();
+        self.status = Status::Dead;
+    }
+
+    /// Whether the running fiber was resumed from its thread's own stack (not from
+    /// inside another fiber).
+    pub(crate) fn resumed_from_thread_stack(&self) -> bool {
+        self.resumer.is_null()
+    }
+
+    #[inline]
+    pub(crate) fn on_owner_thread(&self) -> bool {
+        self.home.is_current()
+    }
+
+    /// Drops what a suspended fiber owns without running any of its code: body,
+    /// context, and the references its saved interpreter state holds. Its stack stays
+    /// (dropping the core then leaks it): for a fiber that will never run again.
+    pub(crate) fn release_suspended_references(&mut self, _py: Python<'_>) {
+        self.body = None;
+        self.context = None;
+        if let Some(snapshot) = self.snapshot.take() {
+            // SAFETY: GIL held (the `_py` token); the snapshot is not installed.
+            unsafe { snapshot.release_references() };
+        }
+    }
+
+    /// Ends a suspended fiber without running anything, and gives its stack back to
+    /// the pool. Needs no GIL.
+    ///
+    /// # Safety
+    /// The fiber is suspended on this thread, and what is suspended on its stack owns
+    /// nothing and holds no interpreter frames (a native body parked in a suspend), so
+    /// that throwing the stack away loses nothing; its snapshot holds no references.
+    pub(crate) unsafe fn reset_parked(&mut self) {
+        self.snapshot = None; // raw pointers only (caller)
+        if let Some(engine) = self.engine.take() {
+            // SAFETY: the stack holds nothing that needs unwinding (caller).
+            let stack = unsafe { engine.reset_into_stack() };
+            home::give_stack(stack);
+        }
+    }
+}
+
+impl Drop for FiberCore {
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.take() {
+            // Only a suspended (refused to die, or abandoned) fiber still has an engine:
+            // the engine leaks its stack, and the snapshot's references leak with it,
+            // since frames on that stack may still use them.
+            debug_assert!(engine.suspended());
+            // Snapshot holds raw pointers and has no Drop: discarding it leaks them.
+            self.snapshot = None;
+            engine.leak();
+        }
+    }
+}
+
+/// The innermost running fiber's core on this thread, or null.
+#[inline]
+pub(crate) fn current() -> *mut FiberCore {
+    CURRENT.with(Cell::get)
+}
+
+/// The Python object of the innermost running fiber, if any (and if it still exists).
+pub(crate) fn current_object(py: Python<'_>) -> Option<Py<PyAny>> {
+    let core = current();
+    if core.is_null() {
+        return None;
+    }
+    // SAFETY: CURRENT only holds cores that are running on this thread, which are alive
+    // (owned by an object the resuming call holds, or by a kill in progress).
+    let obj = unsafe { (*core).pyobj };
+    // SAFETY: a non-null pyobj is alive while its fiber runs (field invariant).
+    (!obj.is_null()).then(|| unsafe { Bound::from_borrowed_ptr(py, obj) }.unbind())
+}
+
+/// Resumes (or starts) the fiber, delivering `msg`, and returns what it hands back:
+/// the value it suspended with or returned, or the exception that escaped it.
+///
+/// # Safety
+/// `core` points to a live core, and `pyobj` is its Python object (or null) kept alive
+/// by the caller for the duration of the call.
+pub(crate) unsafe fn resume(
+    py: Python<'_>,
+    core: *mut FiberCore,
+    pyobj: *mut ffi::PyObject,
+    msg: Msg,
+) -> Msg {
+    let msg = Wire::from_msg(py, msg);
+    // SAFETY: forwarded contract.
+    unsafe { resume_wire(py, core, pyobj, msg) }.into_msg(py)
+}
+
+/// [`resume`] with the message as it crosses the switch.
+///
+/// # Safety
+/// As for [`resume`].
+pub(crate) unsafe fn resume_wire(
+    py: Python<'_>,
+    core: *mut FiberCore,
+    pyobj: *mut ffi::PyObject,
+    msg: Wire,
+) -> Wire {
+    // Fibers whose objects died on other threads are unwound at this thread's next
+    // fiber operation (cheap when there are none: a thread-local and an atomic load).
+    home::run_pending(py);
+    // SAFETY: live core (caller); no other reference to it is active here.
+    let c = unsafe { &mut *core };
+    if c.status == Status::Suspended && c.on_owner_thread() {
+        // SAFETY: forwarded contract.
+        return unsafe { switch_into(py, core, pyobj, msg) };
+    }
+    // SAFETY: forwarded contract.
+    unsafe { resume_other(py, core, pyobj, msg) }
+}
+
+/// [`resume_wire`] for all but the common case (a suspended fiber on its own thread):
+/// a first resume, or an error.
+///
+/// # Safety
+/// As for [`resume`].
+#[inline(never)]
+unsafe fn resume_other(
+    py: Python<'_>,
+    core: *mut FiberCore,
+    pyobj: *mut ffi::PyObject,
+    msg: Wire,
+) -> Wire {
+    // SAFETY: live core (caller); no other reference to it is active here.
+    let c = unsafe { &mut *core };
+    let refuse = |msg: Wire, err: PyErr| {
+        msg.release(py);
+        Wire::raise(py, err)
+    };
+    if !c.on_owner_thread() {
+        return refuse(
+            msg,
+            PyRuntimeError::new_err(
+                "cannot switch to a fiber from a thread other than the one that created it",
+            ),
+        );
+    }
+    match c.status {
+        Status::Running => refuse(msg, PyRuntimeError::new_err(
+            "cannot switch to a running fiber (it is executing, or waiting for a fiber it resumed)",
+        )),
+        Status::Dead => refuse(msg, PyRuntimeError::new_err("cannot switch to a finished fiber")),
+        Status::NotStarted => {
+            let value = match msg {
+                Wire::Raise(exc) => {
+                    // Thrown in before the body ran: the fiber dies without running.
+                    c.status = Status::Dead;
+                    c.body = None;
+                    c.context = None;
+                    return Wire::Raise(exc);
+                }
+                Wire::Value(value) => value.into_bound(py),
+            };
+            if !value.is_none() {
+                return Wire::raise(
+                    py,
+                    PyTypeError::new_err("can't send non-None value to a fiber that has not started"),
+                );
+            }
+            // SAFETY: forwarded contract.
+            if let Err(err) = unsafe { start(core) } {
+                return Wire::raise(py, err);
+            }
+            // SAFETY: as above.
+            unsafe { switch_into(py, core, pyobj, Wire::Value(value.unbind())) }
+        }
+        // SAFETY: forwarded contract.
+        Status::Suspended => unsafe { switch_into(py, core, pyobj, msg) },
+    }
+}
+
+/// Makes the engine and initial snapshot of a fiber about to run for the first time.
+///
+/// # Safety
+/// `core` is live, not started, and owned by this thread.
+unsafe fn start(core: *mut FiberCore) -> PyResult<()> {
+    let stack = home::take_stack()?;
+    // SAFETY: live core; nothing else references it during this call.
+    let c = unsafe { &mut *core };
+    let context = c.context.take().map_or(ptr::null_mut(), Py::into_ptr);
+    let body_core = core;
+    let engine = FiberEngine::new(stack, move |yielder: &Yielder<Wire, Wire>, first: Wire| {
+        // SAFETY: the thread that resumed us holds the GIL.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: the core outlives its engine (it owns it). The borrow ends before any
+        // Python code runs: from then on the core is reached through raw pointers by
+        // `suspend`, `current` and GC traversal.
+        let body = unsafe {
+            let c = &mut *body_core;
+            c.yielder = yielder;
+            c.body.take().expect("fiber body already taken")
+        };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            body.run(py, body_core, first)
+        }));
+        result.unwrap_or_else(|_| fatal("a Rust panic reached the root of a fiber stack"))
+    });
+    // SAFETY: this thread's state; the stack is fresh from the pool and unused.
+    let snapshot = unsafe { Snapshot::fresh(thread_state(), context, &engine.bounds()) };
+    c.engine = Some(engine);
+    c.snapshot = Some(snapshot);
+    Ok(())
+}
+
+/// The switch proper (see the module diagram).
+///
+/// # Safety
+/// `core` is live, started and suspended (or freshly started), on this thread.
+unsafe fn switch_into(
+    py: Python<'_>,
+    core: *mut FiberCore,
+    pyobj: *mut ffi::PyObject,
+    msg: Wire,
+) -> Wire {
+    // SAFETY: no error indicator check needs more than the GIL.
+    if unsafe { !ffi::PyErr_Occurred().is_null() } {
+        msg.release(py);
+        return Wire::raise(
+            py,
+            PyRuntimeError::new_err("cannot switch fibers while an exception is pending"),
+        );
+    }
+    let ts = thread_state();
+    // One thread-local access for the whole switch: the fiber runs on this thread, so
+    // the cell's address stays valid across it.
+    let current_cell: *const Cell<*mut FiberCore> = CURRENT.with(ptr::from_ref);
+    // SAFETY: live core, and the only reference until the engine is resumed; the cell
+    // is this thread's and outlives the call.
+    let fiber_state = unsafe {
+        let c = &mut *core;
+        c.resumer = (*current_cell).replace(core);
+        c.pyobj = pyobj;
+        c.status = Status::Running;
+        c.snapshot
+            .take()
+            .expect("suspended fiber without a snapshot")
+    };
+
+    // SAFETY: ts is this thread's state, GIL held; from here to the swap back only the
+    // stack switch happens (no Python API).
+    let outer = unsafe { pystate::swap(ts, fiber_state) };
+    // SAFETY: the engine is present while started and not finished; `&mut` to it lasts
+    // only for the resume call, during which the fiber touches the core through its own
+    // raw pointer, never the engine.
+    let resumed = unsafe { (*core).engine.as_mut().expect("engine").resume(msg) };
+    // SAFETY: as above: back on the resumer's stack, restoring its view.
+    let fiber_state = unsafe { pystate::swap(ts, outer) };
+
+    // SAFETY: the fiber is parked or finished: nothing else references the core now.
+    let c = unsafe { &mut *core };
+    // SAFETY: as above (same thread, cell alive).
+    unsafe { (*current_cell).set(c.resumer) };
+    c.resumer = ptr::null_mut();
+    c.pyobj = ptr::null_mut();
+    match resumed {
+        Resumed::Yield(value) => {
+            c.status = Status::Suspended;
+            c.snapshot = Some(fiber_state);
+            value
+        }
+        Resumed::Return(result) => {
+            c.status = Status::Dead;
+            c.yielder = ptr::null();
+            #[cfg(debug_assertions)]
+            debug_assert!(
+                fiber_state.is_unwound(),
+                "fiber finished with live state: {fiber_state:?}"
+            );
+            // SAFETY: GIL held, snapshot no longer installed.
+            unsafe { fiber_state.release_references() };
+            let engine = c.engine.take().expect("engine");
+            home::give_stack(engine.into_stack());
+            let _ = py;
+            result
+        }
+    }
+}
+
+/// Suspends the innermost running fiber, handing `value` to its resumer; returns what
+/// the next resume delivers.
+pub(crate) fn suspend(value: Py<PyAny>) -> Msg {
+    suspend_msg(Ok(value))
+}
+
+/// Like [`suspend`], handing the resumer either a value or an exception. Only a
+/// [`Tag::PLAIN`] fiber is suspended this way: the others suspend through their
+/// owners, which know what their resumer expects.
+pub(crate) fn suspend_msg(msg: Msg) -> Msg {
+    // SAFETY: the GIL is held by whoever runs Python code on this thread.
+    let py = unsafe { Python::assume_attached() };
+    let core = current();
+    // SAFETY: CURRENT holds only live running cores.
+    if core.is_null() || unsafe { (*core).tag } != Tag::PLAIN {
+        Wire::from_msg(py, msg).release(py);
+        return Err(PyRuntimeError::new_err(
+            "suspend() called outside a fiber; it can only be called from code running in a Fiber",
+        ));
+    }
+    // SAFETY: `core` is this thread's innermost running fiber.
+    unsafe { suspend_running(core, Wire::from_msg(py, msg)) }.into_msg(py)
+}
+
+/// Suspends `core` (see [`suspend`]) with the message as it crosses the switch: for
+/// callers that know the running fiber (a portal step).
+///
+/// # Safety
+/// `core` is the innermost running fiber of this thread.
+pub(crate) unsafe fn suspend_running(core: *mut FiberCore, msg: Wire) -> Wire {
+    debug_assert!(
+        !core.is_null() && core == current(),
+        "not the running fiber"
+    );
+    // SAFETY: a running core's yielder was set by its body on entry and lives on its
+    // stack until the body returns, which cannot happen while we are inside it.
+    let yielder = unsafe { &*(*core).yielder };
+    yielder.suspend(msg)
+}
+
+fn thread_state() -> *mut ffi::PyThreadState {
+    // SAFETY: no preconditions; with the GIL held this is the current, non-null state.
+    let ts = unsafe { ffi::compat::PyThreadState_GetUnchecked() };
+    debug_assert!(!ts.is_null());
+    ts
+}
