@@ -1,5 +1,5 @@
 //! The interop layer: other users of the thread's stacks that portal steps must keep
-//! consistent. Today greenlet ([`greenlet`]): a step that switches greenlets, or
+//! consistent. Today greenlet ([`greenlet`], on its C API: [`greenlet_api`]): a step that switches greenlets, or
 //! `await_` inside a greenlet started in a step (SQLAlchemy's asyncio layer).
 //!
 //! May call: `fiber` (for the running fiber), `pystate` and the leaf modules. It runs
@@ -7,3 +7,4 @@
 //! layer registers at import ([`greenlet::StepHost`]), never by naming the portal.
 
 pub(crate) mod greenlet;
+pub(crate) mod greenlet_api;
