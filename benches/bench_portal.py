@@ -24,19 +24,11 @@ One table per event loop. "checkpoint" is ``await asyncio.sleep(0)`` on asyncio 
 * new task + ensure_portal() -- a new task that only does ``await ensure_portal()``,
   waited for (asyncio: ``await create_task(...)``; Trio: one nursery per task); native: a
   new task that returns at once.
-* new task + ensure_portal(), vs a yield (not in the issue) -- the same anywait and
-  greenback rows, against a native task that yields once (a bare yield on asyncio,
-  ``cancel_shielded_checkpoint()`` on Trio). On Trio ``ensure_portal()`` must yield
-  that way, so this is what a portal costs beyond the schedule point; on asyncio a C
-  Task enters its portal without a schedule point, so this shows what that saves.
-* new task + ensure_portal(), vs one more step (not in the issue; asyncio) -- against a
-  native task that takes one more step without going through the loop, the cheapest way
-  a C Task can: it awaits anywait's private ``_ImmediateStep`` with no portal involved
-  (see crates/anywait-py/src/immediate_step.rs). The step that calls ``ensure_portal()``
-  cannot move into a portal, so any ``ensure_portal()`` pays at least this; the
-  difference is what the portal itself adds (making it, its first step on a fiber, the
-  ``ensure_portal`` coroutine), less what the native task pays for finding itself and
-  making the step object from Python where ``ensure_portal()`` does that in Rust.
+* new task + ensure_portal(), vs a checkpoint (not in the issue) -- the same anywait and
+  greenback rows, against a native task that takes one checkpoint (a bare yield on
+  asyncio, ``trio.lowlevel.checkpoint()`` on Trio). ``ensure_portal()`` is a checkpoint
+  (greenback's contract), so this is what a portal costs beyond the checkpoint any
+  task pays for calling it.
 * new task under run() (not in the issue) -- the same new tasks, but in a loop that gives
   every task a portal as it is created, so no task waits a checkpoint for it: anywait.run();
   greenback's AutoPortalInstrument on Trio. The loop's own main task has a portal too.
@@ -106,8 +98,7 @@ B_AWAIT_CHECKPOINT = "await_(checkpoint)"
 B_RUN_SYNC = "with_portal_run_sync(f)"
 B_NEW_TASK = "new task + ensure_portal()"
 B_NEW_TASK_RUN = "new task under run()"
-B_NEW_TASK_YIELD = "new task + ensure_portal(), vs a yield"
-B_NEW_TASK_STEP = "new task + ensure_portal(), vs one more step"
+B_NEW_TASK_CHECKPOINT = "new task + ensure_portal(), vs a checkpoint"
 B_RSS = "RSS per task blocked in await_"
 TIMED = (
     B_CHECKPOINT,
@@ -116,8 +107,7 @@ TIMED = (
     B_AWAIT_CHECKPOINT,
     B_RUN_SYNC,
     B_NEW_TASK,
-    B_NEW_TASK_YIELD,
-    B_NEW_TASK_STEP,
+    B_NEW_TASK_CHECKPOINT,
     B_NEW_TASK_RUN,
 )
 
@@ -151,8 +141,7 @@ OVER_NATIVE = (
     B_STEP,
     B_AWAIT_CHECKPOINT,
     B_NEW_TASK,
-    B_NEW_TASK_YIELD,
-    B_NEW_TASK_STEP,
+    B_NEW_TASK_CHECKPOINT,
     B_NEW_TASK_RUN,
     B_RSS,
 )
@@ -164,8 +153,7 @@ NATIVE_NOTES = {
     B_AWAIT_CHECKPOINT: "await checkpoint in a plain task",
     B_RUN_SYNC: "await an async def calling f",
     B_NEW_TASK: "new task that returns at once",
-    B_NEW_TASK_YIELD: "new task that yields once (as ensure_portal() must on Trio)",
-    B_NEW_TASK_STEP: "new task taking one more step, no loop (_ImmediateStep)",
+    B_NEW_TASK_CHECKPOINT: "new task that takes one checkpoint (as ensure_portal() does)",
     B_NEW_TASK_RUN: "the same in a plain loop",
     B_RSS: "tasks blocked in await event.wait()",
 }
@@ -180,8 +168,7 @@ NOT_APPLICABLE = {
     ("awaitlet", B_STEP): "n/a: no portal",
     ("awaitlet", B_NEW_TASK): "n/a: nothing per task; its per-use cost is the async_def row",
     ("awaitlet", B_NEW_TASK_RUN): "n/a: nothing per task",
-    ("awaitlet", B_NEW_TASK_YIELD): "n/a: nothing per task",
-    ("awaitlet", B_NEW_TASK_STEP): "n/a: nothing per task",
+    ("awaitlet", B_NEW_TASK_CHECKPOINT): "n/a: nothing per task",
     ("greenback", B_STEP): "n/a: its shim coroutine is private API",
 }
 #: Extra (not in the issue): what a task pays when its portal comes with it, from the loop.
@@ -396,31 +383,18 @@ def _bare_yield() -> Generator[None, None, None]:
     yield
 
 
-def new_task_body(
-    backend: Backend, impl: str, *, native_yields: bool = False, native_steps: bool = False
-) -> InLoopBody:
-    if impl == "native" and native_steps:
-        # One more step of a C Task without the loop (asyncio only): what any
-        # ensure_portal() pays at least, without a portal.
-        from anywait._anywait import _ImmediateStep
-
-        get_running_loop, current_task = asyncio.get_running_loop, asyncio.current_task
-
-        async def child() -> None:
-            await _ImmediateStep(get_running_loop(), current_task())
-
-    elif impl == "native" and native_yields:
-        # One schedule point: what ensure_portal() makes on Trio (and for asyncio's
-        # pure-Python tasks).
+def new_task_body(backend: Backend, impl: str, *, native_checkpoints: bool = False) -> InLoopBody:
+    if impl == "native" and native_checkpoints:
+        # One checkpoint: what ensure_portal() is, portal or not.
         if backend.name == "trio":
             import trio
 
-            yield_once: Callable[[], Awaitable[None]] = trio.lowlevel.cancel_shielded_checkpoint
+            checkpoint: Callable[[], Awaitable[None]] = trio.lowlevel.checkpoint
         else:
-            yield_once = _bare_yield
+            checkpoint = _bare_yield
 
         async def child() -> None:
-            await yield_once()
+            await checkpoint()
 
     elif impl == "native":
         child = noop
@@ -509,8 +483,7 @@ def make_measure(backend: Backend, bench: str, impl: str) -> Measure:
         B_AWAIT_CHECKPOINT: lambda: await_body(impl, backend.checkpoint),
         B_RUN_SYNC: lambda: run_sync_body(impl),
         B_NEW_TASK: lambda: new_task_body(backend, impl),
-        B_NEW_TASK_YIELD: lambda: new_task_body(backend, impl, native_yields=True),
-        B_NEW_TASK_STEP: lambda: new_task_body(backend, impl, native_steps=True),
+        B_NEW_TASK_CHECKPOINT: lambda: new_task_body(backend, impl, native_checkpoints=True),
     }
     return functools.partial(backend.run, bodies[bench]())
 
@@ -760,8 +733,6 @@ def build_cases(
             skip = NOT_APPLICABLE.get((impl, bench))
             if bench == B_NEW_TASK_RUN and impl == "greenback" and backend.name != "trio":
                 skip = "n/a: greenback has no per-task portals on asyncio"
-            if bench == B_NEW_TASK_STEP and backend.name == "trio":
-                skip = "n/a: on Trio one more step is a schedule point (the row above)"
             if not installed(impl):
                 skip = f"{REQUIRES[impl]} not installed"
             info: dict[str, Any] = {"backend": backend.name, "process": "main"}

@@ -20,6 +20,10 @@ from portal_harness import BACKENDS, require
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
+#: Not collected here: the ``greenback`` shim that peers' suites run against, staged by
+#: tests/test_compat_greenback.py into a scratch folder with its own conftest.
+collect_ignore = ["compat"]
+
 #: Debug interpreters (``python3.Xd``) are several times slower and count references.
 DEBUG_BUILD = hasattr(sys, "gettotalrefcount")
 

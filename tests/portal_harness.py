@@ -142,25 +142,17 @@ async def sleep(backend: str, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-def portal_entry_yields(backend: str) -> bool:
-    """Whether ``ensure_portal`` installing a portal is a schedule point here: it is,
-    except under an asyncio C Task (also uvloop's), whose next step it runs at once."""
-    if family(backend) == "trio":
-        return True
-    return type(current_asyncio_task()) is not getattr(asyncio.tasks, "_CTask", None)
-
-
 async def checkpoint(backend: str) -> None:
-    """One trip through the event loop that no cancellation can interrupt: what
-    ``ensure_portal`` costs when it installs a portal, where it yields."""
+    """One checkpoint in Trio's sense, a schedule point and a cancellation point: what
+    ``ensure_portal`` is, every time (greenback's contract). On asyncio a bare yield."""
     if is_anyio(backend):
         import anyio.lowlevel
 
-        await anyio.lowlevel.cancel_shielded_checkpoint()
+        await anyio.lowlevel.checkpoint()
     elif backend == "trio":
         import trio
 
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        await trio.lowlevel.checkpoint()
     else:
         await asyncio.sleep(0)
 
@@ -294,8 +286,7 @@ class Wait:
     """What a scenario awaits through: ``await wait(aw)`` is ``await aw`` (native) or
     a sync call of ``anywait.await_(aw)`` (portal). A child task a scenario starts
     calls ``await wait.enter_task()`` first: ``ensure_portal()`` for the portal run,
-    and for the native one the same single uninterruptible checkpoint where
-    ``ensure_portal()`` makes one (see `portal_entry_yields`), so that both runs
+    and for the native one the checkpoint ``ensure_portal()`` is, so that both runs
     schedule alike."""
 
     def __init__(self, backend: str, portal: bool) -> None:
@@ -310,7 +301,7 @@ class Wait:
     async def enter_task(self) -> None:
         if self.portal:
             await anywait.ensure_portal()
-        elif portal_entry_yields(self.backend):
+        else:
             await checkpoint(self.backend)
 
 

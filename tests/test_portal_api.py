@@ -312,22 +312,38 @@ def test_with_portal_run_tree_gives_every_descendant_a_portal(backend: str) -> N
 def test_portals_for_tree_covers_the_current_task_and_its_children(backend: str) -> None:
     log: list[str] = []
 
-    async def main() -> list[bool]:
+    async def main() -> list[Any]:
         async with anywait.portals_for_tree():
+            seen: list[Any] = [anywait.has_portal()]
             anywait.await_(sleep(backend, 0))
             await tree_scenario(backend, log)()
-        seen = [anywait.has_portal()]
-        # After the block, new children are plain tasks again.
-        after: list[bool] = []
+        # The portal the block gave the task ends with it, as in greenback...
+        seen.append(anywait.has_portal())
+        try:
+            anywait.await_(sleep(backend, 0))
+        except RuntimeError as exc:
+            seen.append(type(exc).__name__)
 
+        # ...and new children are plain tasks again.
         async def late() -> None:
-            after.append(anywait.has_portal())
+            seen.append(anywait.has_portal())
 
         await spawn_all(backend, [late])
-        return seen + after
+        return seen
 
-    assert run(backend, main) == [True, False]
+    assert run(backend, main) == [True, False, "RuntimeError", False]
     assert sorted(log) == ["child True"] * 2 + ["leaf True"] * 2
+
+
+def test_portals_for_tree_leaves_a_portal_the_task_had_before(backend: str) -> None:
+    async def main() -> list[bool]:
+        await anywait.ensure_portal()
+        async with anywait.portals_for_tree():
+            seen = [anywait.has_portal()]
+        anywait.await_(sleep(backend, 0))
+        return [*seen, anywait.has_portal()]
+
+    assert run(backend, main) == [True, True]
 
 
 def test_portals_for_children_leaves_the_current_task_alone(backend: str) -> None:

@@ -1,10 +1,11 @@
 """How a running task enters the portal `ensure_portal` gives it.
 
-An asyncio C Task (also uvloop's) takes its next step at once, from inside the step
-that called ``ensure_portal`` (see crates/anywait-py/src/immediate_step.rs); Trio tasks
-and pure-Python asyncio tasks yield once. What a task waits on after that first portal
-step must stay reachable the way a native wait is: ``Task.cancel()`` cancels it, the
-task's repr names it, and nothing of it outlives the task.
+``ensure_portal()`` is a checkpoint every time, as greenback documents: a schedule
+point and a cancellation point (Trio's ``checkpoint()``; on asyncio a bare yield). When
+it installs a portal, that yield is what moves the task into it. What a task waits on
+after that first portal step must stay reachable the way a native wait is:
+``Task.cancel()`` cancels it, the task's repr names it, and nothing of it outlives the
+task.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from typing import Any
 
 import anywait
 import pytest
-from anywait._anywait import _ImmediateStep
 from portal_harness import (
     ASYNCIO_BACKENDS,
+    cancelled_caught,
     current_task,
     family,
-    portal_entry_yields,
+    has_cancel_scopes,
+    move_on_after,
     require,
     run,
     sleep,
@@ -37,34 +39,101 @@ def asyncio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def test_entering_a_portal_lets_other_tasks_run_only_where_it_must_yield(backend: str) -> None:
-    async def main() -> tuple[bool, list[str]]:
+@pytest.mark.parametrize("has_one", [False, True], ids=["installs", "has-one"])
+def test_ensure_portal_is_a_schedule_point_every_time(backend: str, has_one: bool) -> None:
+    async def main() -> list[str]:
         log: list[str] = []
 
         async def other() -> None:
             log.append("other ran")
 
+        if has_one:
+            await anywait.ensure_portal()
         async with task_group(backend) as group:
             group.start_soon(other)
-            await sleep(backend, 0)  # `other` has run; now it is our turn alone
+            while not log:  # until `other` has run; now it is our turn alone
+                await sleep(backend, 0)
             log.clear()
             group.start_soon(other)
-            yields = portal_entry_yields(backend)
             await anywait.ensure_portal()
-            log.append("entered")
-            assert anywait.has_portal()
-        return yields, log
+            log.append(f"after ensure_portal, has_portal={anywait.has_portal()}")
+        return log
 
-    yields, log = run(backend, main)
-    expected_yields = family(backend) == "trio" or backend == "asyncio-pytask"
-    assert yields == expected_yields
-    if yields:
-        # A schedule point: `other` may run first (Trio orders a batch as it likes).
-        assert sorted(log) == ["entered", "other ran"]
-        if backend == "asyncio-pytask":
-            assert log == ["other ran", "entered"]
+    log = run(backend, main)
+    if family(backend) == "trio":
+        log.sort()  # a schedule point: Trio runs the batch of ready tasks in any order
+        assert log == ["after ensure_portal, has_portal=True", "other ran"]
     else:
-        assert log == ["entered", "other ran"]
+        assert log == ["other ran", "after ensure_portal, has_portal=True"]
+
+
+@pytest.mark.parametrize("has_one", [False, True], ids=["installs", "has-one"])
+def test_ensure_portal_is_a_cancellation_point_every_time(backend: str, has_one: bool) -> None:
+    """A cancel requested before ``ensure_portal()`` is delivered at it, as at any
+    checkpoint; a portal it installs on the way stays (the task can use it if it goes
+    on)."""
+
+    async def main() -> list[Any]:
+        log: list[Any] = []
+        if has_one:
+            await anywait.ensure_portal()
+        if has_cancel_scopes(backend):
+            with move_on_after(backend, 0) as scope:
+                await anywait.ensure_portal()
+                log.append("not cancelled")
+            log.append(cancelled_caught(scope))
+        else:
+            current_task(backend).cancel()
+            try:
+                await anywait.ensure_portal()
+                log.append("not cancelled")
+            except asyncio.CancelledError:
+                current_task(backend).uncancel()
+                log.append(True)
+        log.append(anywait.has_portal())
+        anywait.await_(sleep(backend, 0))
+        return log
+
+    assert run(backend, main) == [True, True]
+
+
+def test_ensure_portal_passes_trio_assert_checkpoints() -> None:
+    require("trio")
+    import trio
+    import trio.testing
+
+    async def main() -> bool:
+        with trio.testing.assert_checkpoints():
+            await anywait.ensure_portal()  # installs
+        with trio.testing.assert_checkpoints():
+            await anywait.ensure_portal()  # has one
+        with trio.testing.assert_no_checkpoints():
+            anywait.has_portal()
+        return anywait.has_portal()
+
+    assert trio.run(main) is True
+
+
+def test_ensure_portal_inside_a_scoped_portal_is_still_a_checkpoint(backend: str) -> None:
+    async def main() -> list[str]:
+        log: list[str] = []
+
+        async def other() -> None:
+            log.append("other ran")
+
+        async def scoped() -> None:
+            async with task_group(backend) as group:
+                group.start_soon(other)
+                await anywait.ensure_portal()
+                log.append("after ensure_portal")
+
+        await anywait.with_portal_run(scoped)
+        return log
+
+    log = run(backend, main)
+    assert sorted(log) == ["after ensure_portal", "other ran"]
+    if family(backend) == "asyncio":
+        assert log == ["other ran", "after ensure_portal"]
 
 
 def test_cancel_reaches_the_future_the_first_portal_step_waits_on(asyncio_backend: str) -> None:
@@ -101,24 +170,6 @@ def test_cancel_reaches_the_future_the_first_portal_step_waits_on(asyncio_backen
     assert log == ["finally ran"]
 
 
-def test_a_cancel_requested_before_ensure_portal_is_delivered_at_it(backend: str) -> None:
-    async def main() -> str:
-        if family(backend) == "trio":
-            # Trio cancels at cancellation points; ensure_portal() is never one.
-            return "not applicable"
-        current_task(backend).cancel()
-        try:
-            await anywait.ensure_portal()
-        except asyncio.CancelledError:
-            return "cancelled at ensure_portal()"
-        return "not cancelled"
-
-    if family(backend) == "trio":
-        assert run(backend, main) == "not applicable"
-        return
-    assert run(backend, main) == "cancelled at ensure_portal()"
-
-
 def test_keyboard_interrupt_in_the_first_portal_step_leaves_the_loop_as_native_does(
     asyncio_backend: str,
 ) -> None:
@@ -128,7 +179,7 @@ def test_keyboard_interrupt_in_the_first_portal_step_leaves_the_loop_as_native_d
         async def main() -> None:
             if portal:
                 await anywait.ensure_portal()
-            elif portal_entry_yields(asyncio_backend):
+            else:
                 await asyncio.sleep(0)
             log.append(f"task is current: {current_task(asyncio_backend) is not None}")
             raise KeyboardInterrupt
@@ -204,22 +255,3 @@ def test_what_the_first_portal_step_waits_on_does_not_outlive_the_task(
     # One leaked block (or reference) per task would add 200 per batch; the rest is
     # the loop's and the test's own churn.
     assert growth(portal=True) - native <= 50, native
-
-
-def test_the_step_object_acts_as_a_finished_future_for_anyone_else() -> None:
-    """Only the waiting task's own wakeup runs at once; any other callback is scheduled,
-    as a finished future schedules it."""
-
-    async def main() -> list[str]:
-        loop = asyncio.get_running_loop()
-        log: list[str] = []
-        step = _ImmediateStep(loop, asyncio.current_task())
-        assert step.done()
-        assert step.get_loop() is loop
-        step.add_done_callback(lambda f: log.append(f"called with the step: {f is step}"))
-        log.append("added")
-        await asyncio.sleep(0)
-        assert step.cancel() is False
-        return log
-
-    assert asyncio.run(main()) == ["added", "called with the step: True"]

@@ -25,7 +25,6 @@ from portal_harness import (
     available,
     both,
     cancelled_caught,
-    portal_entry_yields,
     run,
     task_group,
 )
@@ -660,7 +659,6 @@ def test_eager_task_gets_a_portal_during_its_eager_first_step(eager_backend: str
 
             async def child() -> str:
                 log.append("child's eager first step")
-                entry_yields.append(portal_entry_yields(eager_backend))
                 await wait.enter_task()  # ensure_portal() while running eagerly
                 log.append("child's second step")
                 log.append(await wait(value("awaited")))
@@ -673,18 +671,15 @@ def test_eager_task_gets_a_portal_during_its_eager_first_step(eager_backend: str
 
         return main
 
-    entry_yields: list[bool] = []
     native = run_eager(eager_backend, scenario(Wait(eager_backend, portal=False)))
     portal = run_eager(eager_backend, scenario(Wait(eager_backend, portal=True)))
     assert native == portal
-    # A C Task enters its portal within the eager step; otherwise entering yields, and
-    # the creator resumes first.
-    second = ["child's second step"]
+    # ensure_portal() is a checkpoint: the eager step ends there, and the creator
+    # resumes before the child's second step (which is its first in the portal).
     assert native == [
         "child's eager first step",
-        *([] if entry_yields[0] else second),
         "created, done=False",
-        *(second if entry_yields[0] else []),
+        "child's second step",
         "awaited",
         "child done",
     ]

@@ -53,6 +53,21 @@ lint() {
   done
 }
 
+# Peers whose own published test suites run against anywait (tests/test_compat_*.py): their
+# wheels, fetched from PyPI with pip, never vendored. The tests read ANYWAIT_PEER_WHEELS
+# (the chroot runs get a copy); ANYWAIT_REQUIRE_PEERS makes a missing wheel a failure.
+PEER_WHEELS=${PEER_WHEELS:-"greenback==1.3.0"}
+fetch_peers() {
+  local py dir=$CACHE/peers req
+  py=$(host_python "$LINT_PY") || { echo "interpreter $LINT_PY (LINT_PY) not found"; return 1; }
+  mkdir -p "$dir"
+  for req in $PEER_WHEELS; do
+    if compgen -G "$dir/${req%%==*}-${req##*==}-*.whl" >/dev/null; then continue; fi
+    quiet "$LOGS/peers.log" "$py" -m pip download --no-deps --only-binary :all: -d "$dir" "$req" || return 1
+  done
+  export ANYWAIT_PEER_WHEELS=$dir ANYWAIT_REQUIRE_PEERS=1
+}
+
 release_venv() { # extra... -> sets VENV: a venv of the host's python3 (or PY) with a release build
   local py tag extra=("$@") name
   if [ -n "${PY:-}" ]; then py=$(host_python "$PY") || { echo "interpreter $PY not found"; return 1; }
@@ -104,10 +119,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 cmd=${1:-help}
 case $cmd in
-  test) lock_cache; lint; run_host; run_chroots ;;
+  test) lock_cache; lint; timed "fetch peers' wheels" fetch_peers; record peers $?; run_host; run_chroots ;;
   lint) lock_cache; lint ;;
-  test-host) lock_cache; run_host ;;
-  test-chroots) lock_cache; run_chroots ;;
+  test-host) lock_cache; fetch_peers; run_host ;;
+  test-chroots) lock_cache; fetch_peers; run_chroots ;;
   demo) lock_cache; demo ;;
   bench) lock_cache; bench ;;
   clean) lock_cache; clean; exit 0 ;;

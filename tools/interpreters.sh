@@ -210,6 +210,8 @@ stage_tree() { # dir : a mirror of what the tests need from the repository, with
     [ -e "$ROOT/$f" ] && { cp -r "$ROOT/$f" "$dest/" || return 1; }
   done
   cp -r "$ROOT/python/anywait" "$dest/python/" || return 1
+  # Peers' wheels whose own test suites run against anywait (fetch_peers, tools/ci.sh).
+  if [ -d "${ANYWAIT_PEER_WHEELS:-}" ]; then cp -r "$ANYWAIT_PEER_WHEELS" "$dest/peers" || return 1; fi
   find "$dest" \( -name '*.so' -o -name __pycache__ -o -name .mypy_cache -o -name .pytest_cache \) -prune \
     -exec rm -rf {} +
 }
@@ -221,7 +223,8 @@ test_chroot() { # suite interpreter
   # shellcheck disable=SC2086
   timeout --foreground -k 30 "$(budget_timeout)" chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONPATH="/opt/anywait/$2/python" \
+    PYTHONPATH="/opt/anywait/$2/python" ANYWAIT_PEER_WHEELS="/opt/anywait/$2/peers" \
+    ANYWAIT_REQUIRE_PEERS="${ANYWAIT_REQUIRE_PEERS:-}" \
     sh -c "cd /opt/anywait/$2 && exec $2 -X dev -m pytest -p no:cacheprovider $PYTEST_ARGS"; rc=$?
   release_mounts "$root"
   return $rc

@@ -25,7 +25,7 @@ from anywait._portals import (  # noqa: E402
     with_portal_run,
     with_portal_run_sync,
 )
-from anywait._run import run  # noqa: E402
+from anywait._run import AutoPortalInstrument, run  # noqa: E402
 from anywait._tree import (  # noqa: E402
     portals_for_children,
     portals_for_tree,
@@ -34,6 +34,7 @@ from anywait._tree import (  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
+    "AutoPortalInstrument",
     "__version__",
     "async_context",
     "async_iter",

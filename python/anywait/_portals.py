@@ -13,6 +13,7 @@ from anywait._anywait import (
     _in_portal_step,
     _install_portal_here,
     _make_portal,
+    _set_no_portal_hint,
 )
 
 P = ParamSpec("P")
@@ -20,50 +21,86 @@ T = TypeVar("T")
 
 
 async def ensure_portal() -> None:
-    """Give the current task a portal, so that sync code it calls may use `await_`.
+    """Make sure the current task can use `await_` from here on, and checkpoint.
 
-    If the task has no portal yet, this installs one and has the task's next step run
-    the rest of its work inside it (only a next step can run in the portal): an
-    asyncio C Task (also uvloop's) takes that step at once, without going through the
-    event loop; on Trio, and for pure-Python asyncio tasks, this yields to the event
-    loop once (a schedule point, never a cancellation point on Trio). With a portal
-    already present it returns at once.
+    This is a checkpoint every time, as in greenback: a schedule point and a
+    cancellation point (Trio's ``checkpoint()``; on asyncio a bare yield, which also
+    delivers a pending ``Task.cancel()``). If `await_` does not work here yet, the task
+    gets a portal first, and that yield is what moves the task into it: the step that
+    called ``ensure_portal()`` cannot move, only the task's next step can. Inside a
+    portal of its own (`with_portal_run`, ...), code gets the checkpoint and no portal:
+    that portal stays scoped to its call.
     """
     step = _install_portal_here()
-    if step is not None:
-        if step is not False:
-            await step
-        return
-    task, backend = _tasks.current_task()
-    if _tasks.install_portal(task, backend):
-        await _tasks.into_portal(task, backend)
+    if step is None:
+        task, backend = _tasks.current_task()
+        if not _in_portal_step():
+            _tasks.install_portal(task, backend)
+        step = _tasks.checkpoint(backend)
+    if step is True:
+        await _tasks.yield_to_asyncio()
+    else:
+        await step
 
 
 def has_portal(task: Any = None) -> bool:
-    """Whether ``task`` (default: the current task) has a portal."""
-    if task is None:
-        task, backend = _tasks.current_task()
-    else:
-        backend = _tasks.backend_of(task)
+    """Whether ``task`` (default: the current task) can use `await_`.
+
+    For the current task that means "`await_` works here": True inside
+    `with_portal_run` and its kin, and in functions made by `decorate_as_sync`, even
+    where the task itself has no portal; False for a portal the task gave itself with
+    `bestow_portal` until its next checkpoint. Outside any task (a loop callback,
+    module level, another thread) it is False, not an error. For another task: whether
+    it has a portal (from its next step on, if it was just bestowed).
+    """
+    if task is None or task is _current_task_or_none():
+        return _in_portal_step()
+    backend = _tasks.backend_of(task)
     return isinstance(_tasks.task_coro(task, backend), Portal)
 
 
 def bestow_portal(task: Any) -> None:
-    """Give another task a portal, effective from its next step.
+    """Give ``task`` a portal, effective from its next step.
 
-    Raises RuntimeError for a finished task, or for the current task (which must use
-    ``await ensure_portal()``, since its running step cannot move into a portal).
+    On the current task that is after its next checkpoint: until then `has_portal`
+    is False and `await_` raises, saying to yield to the event loop first (``await
+    ensure_portal()`` does both at once). A task that has a portal keeps it. Raises
+    RuntimeError for a finished task, TypeError for anything that is not a task.
     """
     backend = _tasks.backend_of(task)
     if _tasks.task_finished(task, backend):
         raise RuntimeError(f"cannot give a portal to {task!r}: it has finished")
-    try:
-        current, _ = _tasks.current_task()
-    except RuntimeError:
-        current = None
-    if current is task:
-        raise RuntimeError("a task cannot bestow a portal on itself; use `await ensure_portal()`")
     _tasks.install_portal(task, backend)
+
+
+def _current_task_or_none() -> Any:
+    try:
+        return _tasks.current_task()[0]
+    except RuntimeError:
+        return None
+
+
+_PENDING_PORTAL = (
+    "await_() needs a portal, and this task's portal is not in effect yet: a portal that "
+    "bestow_portal() gave the running task takes effect at the task's next checkpoint, "
+    "so you must yield to the event loop first (e.g. `await asyncio.sleep(0)` or `await "
+    "trio.lowlevel.checkpoint()`), or use `await anywait.ensure_portal()`, which does both"
+)
+
+
+def _no_portal_message() -> str | None:
+    """What `await_` says where no portal step runs, when the default will not do: in a
+    task whose own portal is not in effect yet."""
+    try:
+        task, backend = _tasks.current_task()
+    except RuntimeError:
+        return None
+    if isinstance(_tasks.task_coro(task, backend), Portal):
+        return _PENDING_PORTAL
+    return None
+
+
+_set_no_portal_hint(_no_portal_message)
 
 
 async def with_portal_run(

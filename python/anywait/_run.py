@@ -32,14 +32,17 @@ def run(
     if backend == "trio":
         import trio
 
-        instruments = [*run_kwargs.pop("instruments", ()), _PortalInstrument()]
+        instruments = [*run_kwargs.pop("instruments", ()), AutoPortalInstrument()]
         result: T = trio.run(main, *args, instruments=instruments, **run_kwargs)
         return result
     raise ValueError(f"unknown backend {backend!r}: use 'asyncio' or 'trio'")
 
 
-class _PortalInstrument:
-    """Trio instrument giving every new task a portal before its first step."""
+class AutoPortalInstrument:
+    """A Trio instrument that gives every new task a portal before its first step, so
+    that `await_` works in all of them: ``trio.run(main, instruments=[
+    anywait.AutoPortalInstrument()])``, which is what ``anywait.run(main,
+    backend="trio")`` does. As greenback's instrument of the same name."""
 
     def task_spawned(self, task: Any) -> None:
         _tasks.install_portal(task, "trio")

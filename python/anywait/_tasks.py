@@ -22,7 +22,7 @@ import types
 from collections.abc import Awaitable, Generator
 from typing import Any, Literal
 
-from anywait._anywait import Portal, _ImmediateStep, _make_portal, _swap_c_task_coro
+from anywait._anywait import Portal, _make_portal, _swap_c_task_coro
 
 Backend = Literal["asyncio", "trio"]
 
@@ -110,25 +110,47 @@ def install_portal(task: Any, backend: Backend) -> bool:
     return True
 
 
+def remove_portal(task: Any, backend: Backend, portal: Portal) -> None:
+    """Take the portal that `install_portal` put under the running ``task`` out again.
+
+    The caller must end the running step with a yield right after this, with no
+    `await_` in between (the loop's next answer goes to the bare coroutine), and keep
+    ``portal`` alive until that step has ended: a C Task's step code uses the coroutine
+    it started the step with, without a reference of its own.
+    """
+    coro = portal.coro
+    if backend == "trio":
+        task.coro = coro
+    elif isinstance(task, _PY_TASK):
+        task._coro = coro
+    else:
+        _swap_c_task_coro(task, portal, coro)
+
+
 @types.coroutine
 def yield_to_asyncio() -> Generator[None, None, None]:
     """What ``asyncio.sleep(0)`` does, without its two coroutine layers: a bare yield
-    makes the task reschedule itself."""
+    makes the task reschedule itself, and delivers a pending ``cancel()``."""
     yield
 
 
-def into_portal(task: Any, backend: Backend) -> Awaitable[None]:
-    """What the current task, just given a portal, awaits so that the rest of its step
-    runs in the portal: the step running now cannot move there, only the next one can.
-    A C Task runs its next step at once (see crates/anywait-py/src/immediate_step.rs);
-    other tasks yield to the event loop once (on Trio without being a cancellation
-    point)."""
+def checkpoint(backend: Backend) -> Awaitable[None]:
+    """A checkpoint in Trio's sense (a schedule point and a cancellation point) for the
+    running task; on asyncio a bare yield, which is both there too."""
     if backend == "trio":
         import trio
 
-        checkpoint: Awaitable[None] = trio.lowlevel.cancel_shielded_checkpoint()
-        return checkpoint
-    if type(task) is _C_TASK:
-        step: Awaitable[None] = _ImmediateStep(task.get_loop(), task)
-        return step
+        point: Awaitable[None] = trio.lowlevel.checkpoint()
+        return point
+    return yield_to_asyncio()
+
+
+def schedule_point(backend: Backend) -> Awaitable[None]:
+    """A schedule point that is never a cancellation point (Trio); on asyncio a bare
+    yield."""
+    if backend == "trio":
+        import trio
+
+        point: Awaitable[None] = trio.lowlevel.cancel_shielded_checkpoint()
+        return point
     return yield_to_asyncio()

@@ -41,14 +41,25 @@ def portals_for_children() -> AbstractContextManager[None]:
 
 @asynccontextmanager
 async def portals_for_tree() -> AsyncIterator[None]:
-    """Like `portals_for_children`, and the current task gets a portal too (as with
-    `ensure_portal`: on Trio a schedule point if it had none, never a cancellation
-    point). The task keeps its portal after the block; it costs nothing measurable."""
+    """Like `portals_for_children`, and the current task can use `await_` inside the
+    block too. If it could not already, it gets a portal for the block: entering is
+    then a schedule point (never a cancellation point on Trio), and so is leaving,
+    which takes that portal away again (afterwards `await_` raises, as before)."""
     task, backend = _tasks.current_task()
     with _children_scope(task, backend):
-        if _tasks.install_portal(task, backend):
-            await _tasks.into_portal(task, backend)
-        yield
+        portal = None
+        if not _in_portal_step() and _tasks.install_portal(task, backend):
+            portal = _tasks.task_coro(task, backend)
+            await _tasks.schedule_point(backend)
+        try:
+            yield
+        finally:
+            if portal is not None:
+                # `portal` stays referenced until this step has ended (see
+                # remove_portal); the yield right after ends it, so the loop's next
+                # answer goes to the bare coroutine.
+                _tasks.remove_portal(task, backend, portal)
+                await _tasks.schedule_point(backend)
 
 
 @contextmanager

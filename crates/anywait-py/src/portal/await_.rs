@@ -10,15 +10,31 @@
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 
 use super::step::{throw_exception, Thrown};
 use super::worker::{self, current_worker};
 use crate::fiber::Wire;
 use crate::interop::greenlet;
 
-const NO_PORTAL: &str = "await_() needs a portal: call `await anywait.ensure_portal()` in this \
-     task first, start the program with anywait.run(), or run this code under \
-     anywait.with_portal_run()";
+/// The error of `await_` where no portal step runs. It also says it in greenback's
+/// words, for code written against greenback that runs on anywait unchanged.
+const NO_PORTAL: &str = "await_() needs a portal, and there is none here: call `await \
+     anywait.ensure_portal()` in this task first, start the program with anywait.run(), or \
+     run this code under anywait.with_portal_run() (in greenback's words: you must create a \
+     greenback portal first, with `await greenback.ensure_portal()`)";
+
+/// Asked for a better message when `await_` finds no portal (set by the Python side,
+/// which knows about tasks: a task that gave itself a portal that is not in effect yet).
+static NO_PORTAL_HINT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Sets the callable `await_` asks for its no-portal message (None: the default one).
+#[pyfunction]
+pub(crate) fn _set_no_portal_hint(py: Python<'_>, hint: Py<PyAny>) -> PyResult<()> {
+    NO_PORTAL_HINT
+        .set(py, hint)
+        .map_err(|_| PyRuntimeError::new_err("the no-portal hint is set already"))
+}
 
 /// The iterator that `await obj` would drive, with the interpreter's own errors for
 /// objects that cannot be awaited.
@@ -137,7 +153,12 @@ pub(crate) fn await_(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny
 #[cold]
 fn no_portal(aw: &Bound<'_, PyAny>) -> PyErr {
     close_if_coroutine(aw);
-    PyRuntimeError::new_err(NO_PORTAL)
+    let py = aw.py();
+    let hinted = NO_PORTAL_HINT
+        .get(py)
+        .and_then(|hint| hint.bind(py).call0().ok())
+        .and_then(|message| message.extract::<String>().ok());
+    PyRuntimeError::new_err(hinted.unwrap_or_else(|| NO_PORTAL.to_owned()))
 }
 
 /// [`awaitable_iter`] for anything but a coroutine, closing `aw` if it fails.

@@ -3,6 +3,14 @@
 //! else (pure-Python tasks, Task subclasses, Trio older than 0.23, no running task and
 //! its error) is left to the general path in `anywait._tasks`, which does the same in
 //! Python at several times the cost.
+//!
+//! Either way `ensure_portal()` is a checkpoint, as greenback documents it: the task
+//! then yields to the loop (Trio: `trio.lowlevel.checkpoint()`, a schedule point and a
+//! cancellation point; asyncio: a bare yield, where a pending `cancel()` is delivered).
+//! That yield is also what moves the task into a portal just installed: the step that
+//! called `ensure_portal()` runs on the thread's own stack and cannot move, only the
+//! task's next step can. Code already in a portal step (a scoped portal of
+//! `with_portal_run`, say) gets the checkpoint and no portal of its own.
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -10,14 +18,13 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict};
 
 use super::c_task::_swap_c_task_coro;
-use super::immediate_step::ImmediateStep;
 use crate::modules::module_imported;
+use crate::portal::worker::in_portal_step;
 use crate::portal::Portal;
 
 /// What the asyncio case looks up once: `asyncio.tasks._CTask` (None without the C
-/// accelerator), the running loop's getter, and how to find the loop's current task.
-/// The loop is what the task needs later (for its `ImmediateStep`), so we find the task
-/// from it rather than ask the task for it.
+/// accelerator), the running loop's getter, and how to find the loop's current task
+/// (from the loop: cheaper than `asyncio.current_task()` on 3.11).
 struct AsyncioNames {
     c_task: Py<PyAny>,
     get_running_loop: Py<PyAny>,
@@ -33,21 +40,20 @@ struct AsyncioNames {
 static ASYNCIO: PyOnceLock<AsyncioNames> = PyOnceLock::new();
 
 /// What the Trio case looks up once Trio is imported: `trio.lowlevel`'s
-/// `in_trio_task`, `current_task` and `cancel_shielded_checkpoint`; None for a Trio
-/// without `in_trio_task` (before 0.23), which the general path handles.
+/// `in_trio_task`, `current_task` and `checkpoint`; None for a Trio without
+/// `in_trio_task` (before 0.23), which the general path handles.
 struct TrioNames {
     in_trio_task: Py<PyAny>,
     current_task: Py<PyAny>,
-    cancel_shielded_checkpoint: Py<PyAny>,
+    checkpoint: Py<PyAny>,
 }
 
 static TRIO: PyOnceLock<Option<TrioNames>> = PyOnceLock::new();
 
-/// Gives the current task a portal if it is a Trio task or an asyncio C Task. Returns
-/// what the task must await so that the rest of its work runs in the portal (Trio: a
-/// `cancel_shielded_checkpoint()`; C Task: an `ImmediateStep`), False if the task has
-/// a portal already, or None when the general path must decide. A C Task whose
-/// coroutine field cannot be located raises here.
+/// Gives the current task a portal, unless `await_` already works here, if it is a
+/// Trio task or an asyncio C Task. Returns the checkpoint the task must then await:
+/// Trio's `checkpoint()` coroutine, or True for one bare yield (asyncio); None when the
+/// general path must decide. A C Task whose coroutine field cannot be located raises.
 #[pyfunction]
 pub(crate) fn _install_portal_here(py: Python<'_>) -> PyResult<Py<PyAny>> {
     if module_imported(intern!(py, "trio")) {
@@ -69,7 +75,7 @@ fn trio_names(py: Python<'_>) -> Option<&TrioNames> {
         Some(TrioNames {
             in_trio_task: name("in_trio_task")?,
             current_task: name("current_task")?,
-            cancel_shielded_checkpoint: name("cancel_shielded_checkpoint")?,
+            checkpoint: name("checkpoint")?,
         })
     })
     .as_ref()
@@ -80,9 +86,13 @@ fn trio_names(py: Python<'_>) -> Option<&TrioNames> {
 /// and clears it before running the task's step.
 fn install_trio(task: &Bound<'_, PyAny>, trio: &TrioNames) -> PyResult<Py<PyAny>> {
     let py = task.py();
+    let checkpoint = || Ok(trio.checkpoint.bind(py).call0()?.unbind());
+    if in_portal_step() {
+        return checkpoint();
+    }
     let coro = task.getattr(intern!(py, "coro"))?;
     if coro.is_instance_of::<Portal>() {
-        return Ok(has_one_already(py));
+        return checkpoint(); // bestowed by the task on itself: effective from the yield
     }
     if let Ok(next) = task.getattr(intern!(py, "_next_send_fn")) {
         if !next.is_none() {
@@ -92,10 +102,10 @@ fn install_trio(task: &Bound<'_, PyAny>, trio: &TrioNames) -> PyResult<Py<PyAny>
     }
     let portal = Bound::new(py, Portal::new(&coro)?)?;
     task.setattr(intern!(py, "coro"), portal)?;
-    Ok(trio.cancel_shielded_checkpoint.bind(py).call0()?.unbind())
+    checkpoint()
 }
 
-/// The C Task case (see `immediate_step` for how the task then enters its portal).
+/// The C Task case.
 fn install_c_task(py: Python<'_>) -> PyResult<Py<PyAny>> {
     let names = ASYNCIO.get_or_try_init(py, || -> PyResult<_> {
         let tasks = py.import("asyncio.tasks")?;
@@ -127,14 +137,17 @@ fn install_c_task(py: Python<'_>) -> PyResult<Py<PyAny>> {
         Ok(Some(task)) if task.get_type().is(names.c_task.bind(py)) => task,
         _ => return general(),
     };
+    let bare_yield = || Ok(PyBool::new(py, true).to_owned().into_any().unbind());
+    if in_portal_step() {
+        return bare_yield();
+    }
     let coro = task.call_method0(intern!(py, "get_coro"))?;
     if coro.is_instance_of::<Portal>() {
-        return Ok(has_one_already(py));
+        return bare_yield(); // bestowed by the task on itself: effective from the yield
     }
     let portal = Bound::new(py, Portal::new(&coro)?)?;
     _swap_c_task_coro(&task, &coro, portal.as_any())?;
-    let step = ImmediateStep::new(loop_.unbind(), task.unbind());
-    Ok(Bound::new(py, step)?.into_any().unbind())
+    bare_yield()
 }
 
 /// The task running on `loop_` (the running loop), if any.
@@ -149,9 +162,4 @@ fn current_task<'py>(
     }
     let task = names.current_task.bind(py).call1((loop_,))?;
     Ok((!task.is_none()).then_some(task))
-}
-
-/// What the fast path returns for a task that has a portal already.
-fn has_one_already(py: Python<'_>) -> Py<PyAny> {
-    PyBool::new(py, false).to_owned().into_any().unbind()
 }

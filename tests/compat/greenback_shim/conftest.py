@@ -1,0 +1,55 @@
+"""Top-level conftest of a greenback test-suite run against anywait (copied next to
+the ``greenback`` shim package by tests/test_compat_greenback.py).
+
+It proves the suite runs against anywait, and deselects the tests that cannot apply,
+each with its reason; a listed test that no longer exists fails the run, so a new
+greenback release is looked at rather than silently half-tested.
+"""
+
+from __future__ import annotations
+
+import anywait
+import greenback
+import greenback._impl
+import pytest
+
+#: test node id (relative to greenback/_tests/) -> why it does not run against anywait
+DESELECTED = {
+    "test_impl.py::test_find_ptr_in_object": "greenback's private pointer search in objects",
+    "test_impl.py::test_portal_map_does_not_leak": "greenback's private task -> portal map",
+    "test_impl.py::test_misuse": (
+        "greenback-only limitations: with_portal_run_tree refuses asyncio (anywait runs "
+        "it), errors come from sniffio (anywait needs no sniffio); its other two checks "
+        "are anywait's own tests: has_portal() outside a task is False "
+        "(tests/test_portal_queries.py), await_(42) raises the native TypeError "
+        "(tests/test_portal.py)"
+    ),
+    "test_impl.py::test_uncleanable_traceback": (
+        "greenback calls send() on anything registered as a collections.abc.Coroutine; "
+        "anywait drives it through __await__ as native `await` does (which returns None "
+        "here, where greenback raises TypeError)"
+    ),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    assert greenback.await_ is anywait.await_, "the suite must run against anywait"
+    assert greenback._impl.ensure_portal is anywait.ensure_portal
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep, drop, seen = [], [], set()
+    for item in items:
+        key = item.nodeid.split("greenback/_tests/", 1)[-1].split("[", 1)[0]
+        if key in DESELECTED:
+            drop.append(item)
+            seen.add(key)
+        else:
+            keep.append(item)
+    missing = sorted(set(DESELECTED) - seen)
+    if missing:
+        raise pytest.UsageError(f"deselected tests that greenback no longer has: {missing}")
+    for key in sorted(seen):
+        print(f"deselected {key}: {DESELECTED[key]}")
+    config.hook.pytest_deselected(items=drop)
+    items[:] = keep
