@@ -96,7 +96,10 @@ def test_greenbacks_own_suite_passes_against_anywait(tmp_path: pathlib.Path) -> 
         # greenback 1.3's tests use trio.testing.RaisesGroup, deprecated in Trio 0.33.
         "    ignore:trio.testing.RaisesGroup is deprecated:DeprecationWarning\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    # The shim first, so that `import greenback` finds it; then whatever made anywait
+    # importable here (the chroot runs put the tree's python/ on PYTHONPATH).
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", str(tests)],
         cwd=tmp_path,
