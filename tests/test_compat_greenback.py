@@ -110,11 +110,12 @@ def test_greenbacks_own_suite_passes_against_anywait(tmp_path: pathlib.Path) -> 
     )
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    passed = re.search(r"(\d+) passed", summary)
-    # greenback 1.3.0 has 36 test items; 6 are deselected (see the shim's conftest).
-    assert passed, summary
-    assert int(passed.group(1)) >= 30, summary
-    assert "failed" not in summary, summary
+    counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (\w+)", summary)}
+    # greenback 1.3.0 has 36 test items: 6 are always deselected, one more where its
+    # native premise does not hold (see the shim's conftest); every other one passes.
+    assert set(counts) == {"passed", "deselected"}, summary
+    assert counts["passed"] + counts["deselected"] == 36, summary
+    assert counts["deselected"] <= 7, summary
     # Both event loops ran: greenback parametrizes its "library" tests over them.
     assert "[asyncio]" in proc.stdout, proc.stdout[-3000:]
     assert "[trio]" in proc.stdout, proc.stdout[-3000:]
