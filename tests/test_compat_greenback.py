@@ -95,6 +95,9 @@ def test_greenbacks_own_suite_passes_against_anywait(tmp_path: pathlib.Path) -> 
         "    error\n"
         # greenback 1.3's tests use trio.testing.RaisesGroup, deprecated in Trio 0.33.
         "    ignore:trio.testing.RaisesGroup is deprecated:DeprecationWarning\n"
+        # AnyIO 3's Trio backend (Debian bookworm) subclasses trio.MultiError, deprecated
+        # since Trio 0.22, when it is imported: not greenback's code, nor ours.
+        "    ignore:trio.MultiError is deprecated\n"
     )
     # The shim first, so that `import greenback` finds it; then whatever made anywait
     # importable here (the chroot runs put the tree's python/ on PYTHONPATH).
@@ -111,11 +114,12 @@ def test_greenbacks_own_suite_passes_against_anywait(tmp_path: pathlib.Path) -> 
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (\w+)", summary)}
-    # greenback 1.3.0 has 36 test items: 6 are always deselected, one more where its
-    # native premise does not hold (see the shim's conftest); every other one passes.
+    # greenback 1.3.0 has 36 test items: 6 are always deselected, at most three more where
+    # the environment or native premise they rely on differs (see the shim's conftest);
+    # every other one passes.
     assert set(counts) == {"passed", "deselected"}, summary
     assert counts["passed"] + counts["deselected"] == 36, summary
-    assert counts["deselected"] <= 7, summary
+    assert counts["deselected"] <= 9, summary
     # Both event loops ran: greenback parametrizes its "library" tests over them.
     assert "[asyncio]" in proc.stdout, proc.stdout[-3000:]
     assert "[trio]" in proc.stdout, proc.stdout[-3000:]

@@ -781,6 +781,7 @@ def _greenlet_unavailable() -> str | None:
         "await__inside_a_greenlet",
         "await__in_the_parent_while_a_greenlet_is_suspended",
         "sqlalchemy_greenlet_spawn_in_one_portal_task",
+        "await__in_a_greenlet_runs_in_the_greenlets_context",
     ],
 )
 def test_greenlet_in_one_portal_task(

@@ -11,6 +11,7 @@ Usage: portal_greenlet.py CASE [BACKEND]. Prints "native: LOG", "portal: LOG" an
 """
 
 import asyncio
+import contextvars
 import sys
 
 import anywait
@@ -274,6 +275,65 @@ def other_tasks_see_their_own_current_greenlet(backend):
     return run(backend, native), run(backend, portal)
 
 
+where = contextvars.ContextVar("where", default="unset")
+
+
+async def read_then_set(backend, log):
+    log.append(f"awaited sees {where.get()}")
+    await nap(backend, 0.001)
+    log.append(f"after a suspension {where.get()}")
+    where.set("set by the awaitable")
+
+
+def await__in_a_greenlet_runs_in_the_greenlets_context(backend):
+    """What await_ is given runs in the context current where it is called, as await
+    would run it: a new greenlet's (empty) context, or the one given as gr_context;
+    what it sets is seen by the caller and not by the task. Natively, the same body
+    runs in a task started in that context."""
+
+    def body(log):
+        log.append(f"caller sees {where.get()}")
+        return log
+
+    async def native_body(log):
+        body(log)
+        await read_then_set(backend, log)
+        log.append(f"caller then sees {where.get()}")
+
+    async def in_new_task(context, log):
+        if backend == "trio":
+            import trio
+
+            async with trio.open_nursery() as nursery:
+                context.run(nursery.start_soon, native_body, log)
+        else:
+            await context.run(asyncio.ensure_future, native_body(log))
+
+    async def native():
+        where.set("task")
+        empty, copied = [], []
+        await in_new_task(contextvars.Context(), empty)
+        await in_new_task(contextvars.copy_context(), copied)
+        return [empty, copied, f"task sees {where.get()}"]
+
+    def greenlet_body(log):
+        body(log)
+        anywait.await_(read_then_set(backend, log))
+        log.append(f"caller then sees {where.get()}")
+
+    async def portal():
+        where.set("task")
+        await anywait.ensure_portal()
+        empty, copied = [], []
+        greenlet.greenlet(greenlet_body).switch(empty)
+        child = greenlet.greenlet(greenlet_body)
+        child.gr_context = contextvars.copy_context()
+        child.switch(copied)
+        return [empty, copied, f"task sees {where.get()}"]
+
+    return run(backend, native), run(backend, portal)
+
+
 CASES = {
     f.__name__: f
     for f in [
@@ -284,6 +344,7 @@ CASES = {
         a_plain_task_uses_greenlets_while_a_portal_task_is_suspended_in_one,
         sqlalchemy_greenlet_spawn_with_concurrent_portal_tasks,
         other_tasks_see_their_own_current_greenlet,
+        await__in_a_greenlet_runs_in_the_greenlets_context,
     ]
 }
 
