@@ -4,6 +4,20 @@ Scenarios that can crash the interpreter (stack overflows, garbage collection ac
 threads, shutdown, fork, 100,000 fibers) live in ``tests/scenarios/*.py`` and run in a
 child interpreter with faulthandler on, through the ``run_scenario`` fixture, so that a
 crash fails one test with the child's output instead of taking the whole run down.
+
+Test files are named for the layer or feature they test, so a failing test names its room:
+
+* ``test_fiber_*``: the fiber engine (``anywait.lowlevel``; crates/anywait-py/src/fiber,
+  pystate and crate anywait-fiber): switching, lifetimes, threads, tracing, recursion;
+* ``test_portal_*``: ``await_`` and portals (src/portal; ``anywait._portals``, ``_run``,
+  ``_tree``): what ``await_`` does against native ``await``, queries, lifetimes;
+* ``test_tasks_*``: putting a portal under a running task (src/tasks, ``anywait._tasks``);
+* ``test_adapters``: the sync adapters (``anywait._adapters``);
+* ``test_interop_*``: await_ next to other libraries: AnyIO, Trio's own objects, asyncio's
+  eager tasks, greenlet (src/interop);
+* ``test_compat_*``: peers' own published test suites run against anywait;
+* ``test_docs_*``: the examples and every code block of the docs;
+* ``test_support``: importing on an interpreter anywait does not support.
 """
 
 from __future__ import annotations

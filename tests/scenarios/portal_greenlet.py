@@ -202,8 +202,6 @@ def a_plain_task_uses_greenlets_while_a_portal_task_is_suspended_in_one(backend)
     return run(backend, native), run(backend, portal)
 
 
-# SQLAlchemy's greenlet_spawn in portal tasks next to tasks blocked in await_ crashes
-# today (see the xfail in tests/test_portal_interop.py).
 def sqlalchemy_greenlet_spawn_with_concurrent_portal_tasks(backend):
     """SQLAlchemy's greenlet_spawn in a portal task A, while portal task B blocks in
     await_ in between A's steps: A's next step runs on another worker fiber than the

@@ -22,7 +22,7 @@ DESELECTED = {
         "it), errors come from sniffio (anywait needs no sniffio); its other two checks "
         "are anywait's own tests: has_portal() outside a task is False "
         "(tests/test_portal_queries.py), await_(42) raises the native TypeError "
-        "(tests/test_portal.py)"
+        "(tests/test_portal_await.py)"
     ),
     "test_impl.py::test_uncleanable_traceback": (
         "greenback calls send() on anything registered as a collections.abc.Coroutine; "
