@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CI_SH := bash tools/ci.sh
 export PY PROFILE ANYWAIT_CACHE ANYWAIT_CHROOTS PYTEST_ARGS BENCH_ARGS
 
-.PHONY: help demo test lint test-host test-chroots bench clean distclean
+.PHONY: help demo test lint docs test-host test-chroots bench plot clean distclean
 
 help: ## list the targets
 	@echo "usage: make TARGET [PY=...] [PROFILE=dev|release]"
@@ -16,11 +16,14 @@ help: ## list the targets
 demo: ## install anywait (release build) into a venv and run examples/demo.py
 	@$(CI_SH) demo
 
-test: ## the whole suite: lint, pytest on the pyenv and the chroot interpreters (what CI runs)
+test: ## the whole suite: lint, pytest on the pyenv interpreters, docs, pytest in the chroots (what CI runs)
 	@$(CI_SH) test
 
 lint: ## cargo fmt + clippy, cargo test -p anywait-fiber, ruff check + format, mypy
 	@$(CI_SH) lint
+
+docs: ## the API reference from the docstrings (Sphinx, warnings as errors) into $ANYWAIT_CACHE/docs/html
+	@$(CI_SH) docs
 
 test-host: ## pytest on pyenv 3.11.7, 3.12.1, 3.13.0 (PY=3.12.1 for one)
 	@$(CI_SH) test-host
@@ -31,8 +34,14 @@ test-chroots: ## pytest on Debian's 3.11d, 3.13, 3.13d, 3.14, 3.14d (PY=python3.
 bench: ## release build into a venv with the bench extra, run benches/bench_fiber.py and bench_portal.py (BENCH_ARGS=--quick)
 	@$(CI_SH) bench
 
+plot: ## run the portal benchmark (and RSS at several task counts), redraw docs/performance/*.png
+	@$(CI_SH) plot
+
 clean: ## delete venvs, cargo target dirs and built extensions (keeps the chroots)
 	@$(CI_SH) clean
 
-distclean: ## clean, and delete the chroots too (the next test run sets them up again)
+distplot: ## run the portal benchmark (and RSS at several task counts), redraw docs/performance/*.png
+	@$(CI_SH) plot
+
+clean: ## clean, and delete the chroots too (the next test run sets them up again)
 	@$(CI_SH) distclean

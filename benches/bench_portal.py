@@ -32,12 +32,18 @@ One table per event loop. "checkpoint" is ``await asyncio.sleep(0)`` on asyncio 
 * new task under run() (not in the issue) -- the same new tasks, but in a loop that gives
   every task a portal as it is created, so no task waits a checkpoint for it: anywait.run();
   greenback's AutoPortalInstrument on Trio. The loop's own main task has a portal too.
+* greenlet round trip (floor of a bridged step) -- in the greenlet process only:
+  ``child.switch()`` into a greenlet that switches straight back. Each step of a portal
+  task makes exactly these two switches when greenlet is imported (into its worker's
+  greenlet, and out through the loop's), so no bridge that keeps greenlet's current
+  greenlet right can make ``anywait+greenlet``'s over-native figures smaller than this.
+  Measured from Python, so it includes two calls' overhead the bridge does not pay.
 * RSS per task blocked in await_ -- a fresh interpreter per sample starts N tasks that
   each call a sync function which blocks in ``await_(event.wait())``; resident-set growth
   / N. native: tasks blocked in ``await event.wait()``.
 
 Two processes. anywait bridges its steps through greenlet whenever the ``greenlet`` module
-is imported (see crates/anywait-py/src/greenlet_bridge.rs), and both peers import it. So
+is imported (see crates/anywait-py/src/interop/greenlet.rs), and both peers import it. So
 ``native`` and ``anywait`` run in this process, which never imports greenlet, while
 ``greenback``, ``awaitlet`` and ``anywait+greenlet`` (anywait in a program that has
 imported greenlet, e.g. for SQLAlchemy's asyncio layer) run in a child process that has,
@@ -61,651 +67,55 @@ meaningless (the header says which build was found).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import functools
-import importlib
-import importlib.util
-import json
 import os
-import subprocess
 import sys
-import traceback
-import types
-from collections.abc import Awaitable, Callable, Generator, Iterator
-from dataclasses import dataclass
-from itertools import repeat
-from time import perf_counter_ns
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _harness as h
-import anywait
-from anywait._anywait import Portal
-
-BASELINE = "anywait"
-WITH_GREENLET = "anywait+greenlet"
-IMPLS = ("native", BASELINE, WITH_GREENLET, "greenback", "awaitlet")
-#: Implementations measured in this process; the others need greenlet imported.
-LOCAL = ("native", BASELINE)
-REQUIRES = {WITH_GREENLET: "greenlet", "greenback": "greenback", "awaitlet": "awaitlet"}
-
-B_CHECKPOINT = "checkpoint in a portal task"
-B_STEP = "one step, no loop"
-B_NOOP = "await_(noop())"
-B_AWAIT_CHECKPOINT = "await_(checkpoint)"
-B_RUN_SYNC = "with_portal_run_sync(f)"
-B_NEW_TASK = "new task + ensure_portal()"
-B_NEW_TASK_RUN = "new task under run()"
-B_NEW_TASK_CHECKPOINT = "new task + ensure_portal(), vs a checkpoint"
-B_RSS = "RSS per task blocked in await_"
-TIMED = (
-    B_CHECKPOINT,
-    B_STEP,
-    B_NOOP,
-    B_AWAIT_CHECKPOINT,
-    B_RUN_SYNC,
-    B_NEW_TASK,
-    B_NEW_TASK_CHECKPOINT,
-    B_NEW_TASK_RUN,
+from _portal_measures import Backend, make_backend, make_measure
+from _portal_processes import (
+    GreenletServer,
+    MeasureSampler,
+    rss_child,
+    rss_sampler,
+    serve,
+    yielding,
 )
-
-
-@dataclass(frozen=True)
-class Target:
-    """What the issue asks of anywait (ns, over the native row or absolute), and the peers'
-    figures it quotes."""
-
-    ns: float
-    over_native: bool
-    issue: dict[str, str]
-
-    def text(self) -> str:
-        size = f"{self.ns / 1000:g} us" if self.ns >= 1000 else f"{self.ns:g} ns"
-        if self.over_native:
-            return f"target <= +{size} over native"
-        return f"target <= {size}"
-
-
-TARGETS = {
-    B_CHECKPOINT: Target(200, True, {"greenback": "+2.7 us"}),
-    B_NOOP: Target(400, False, {"greenback": "6.2 us", "awaitlet": "1.3 us"}),
-    B_AWAIT_CHECKPOINT: Target(500, True, {}),
-    B_RUN_SYNC: Target(1000, False, {"greenback": "10.3 us"}),
-    B_NEW_TASK: Target(1000, True, {"greenback": "+31 us"}),
-}
-#: Rows whose notes show the per-round difference to their native row.
-OVER_NATIVE = (
+from _portal_rows import (
+    AWAITLET_NOTES,
     B_CHECKPOINT,
-    B_STEP,
-    B_AWAIT_CHECKPOINT,
-    B_NEW_TASK,
-    B_NEW_TASK_CHECKPOINT,
+    B_GREENLET_ROUND_TRIP,
     B_NEW_TASK_RUN,
     B_RSS,
+    B_STEP,
+    BASELINE,
+    GREENLET_TARGETS,
+    IMPLS,
+    LOCAL,
+    NATIVE_NOTES,
+    NOT_APPLICABLE,
+    OVER_NATIVE,
+    REQUIRES,
+    RUN_NOTES,
+    TARGETS,
+    TIMED,
+    WITH_GREENLET,
+    installed,
 )
-
-NATIVE_NOTES = {
-    B_CHECKPOINT: "plain task",
-    B_STEP: "coro.send(None)",
-    B_NOOP: "await noop()",
-    B_AWAIT_CHECKPOINT: "await checkpoint in a plain task",
-    B_RUN_SYNC: "await an async def calling f",
-    B_NEW_TASK: "new task that returns at once",
-    B_NEW_TASK_CHECKPOINT: "new task that takes one checkpoint (as ensure_portal() does)",
-    B_NEW_TASK_RUN: "the same in a plain loop",
-    B_RSS: "tasks blocked in await event.wait()",
-}
-AWAITLET_NOTES = {
-    B_NOOP: "awaitlet() inside one async_def()",
-    B_AWAIT_CHECKPOINT: "awaitlet() inside one async_def()",
-    B_RUN_SYNC: "await async_def(f)",
-    B_RSS: "await async_def(g), g blocked in awaitlet()",
-}
-NOT_APPLICABLE = {
-    ("awaitlet", B_CHECKPOINT): "n/a: no portal; awaitlet leaves a task's own awaits alone",
-    ("awaitlet", B_STEP): "n/a: no portal",
-    ("awaitlet", B_NEW_TASK): "n/a: nothing per task; its per-use cost is the async_def row",
-    ("awaitlet", B_NEW_TASK_RUN): "n/a: nothing per task",
-    ("awaitlet", B_NEW_TASK_CHECKPOINT): "n/a: nothing per task",
-    ("greenback", B_STEP): "n/a: its shim coroutine is private API",
-}
-#: Extra (not in the issue): what a task pays when its portal comes with it, from the loop.
-RUN_NOTES = {
-    BASELINE: "anywait.run(): a portal per task from the task factory / instrument",
-    "greenback": "trio.run(instruments=[greenback.AutoPortalInstrument()])",
-}
-
-
-def installed(impl: str) -> bool:
-    need = REQUIRES.get(impl)
-    return need is None or importlib.util.find_spec(need) is not None
-
-
-def peer(name: str) -> Any:
-    """greenback or awaitlet, imported on first use (never in the main process)."""
-    return importlib.import_module(name)
-
-
-async def noop() -> None:
-    pass
-
-
-def f() -> None:
-    pass
-
-
-# --- event loops ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    checkpoint: Callable[[], Awaitable[Any]]  # one trip through the loop
-    checkpoint_src: str
-    # run(async_fn, *args): a fresh event loop, until async_fn(*args) returns
-    run: Callable[..., Any]
-    event: Callable[[], Any]
-    # new_tasks(child): an InLoopBody starting n tasks running child(), one by one, each
-    # waited for
-    new_tasks: Callable[[Callable[[], Awaitable[None]]], Any]
-
-
-def _asyncio_run(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-    return asyncio.run(fn(*args))  # type: ignore[arg-type]
-
-
-def _asyncio_new_tasks(child: Callable[[], Awaitable[None]]) -> Any:
-    async def body(n: int) -> int:
-        create_task = asyncio.get_running_loop().create_task
-        t0 = perf_counter_ns()
-        for _ in repeat(None, n):
-            await create_task(child())  # type: ignore[arg-type]
-        return perf_counter_ns() - t0
-
-    return body
-
-
-def _trio_new_tasks(child: Callable[[], Awaitable[None]]) -> Any:
-    import trio
-
-    async def body(n: int) -> int:
-        open_nursery = trio.open_nursery
-        t0 = perf_counter_ns()
-        for _ in repeat(None, n):
-            async with open_nursery() as nursery:
-                nursery.start_soon(child)
-        return perf_counter_ns() - t0
-
-    return body
-
-
-def make_backend(name: str) -> Backend | None:
-    """The backend ``name``, or None if its library is not installed. Trio is imported only
-    here, so that a run measuring asyncio alone (and the asyncio table, which comes first)
-    sees a process without Trio in it: anywait's task lookup tries Trio first when it is
-    imported."""
-    if name == "asyncio":
-        return Backend(
-            "asyncio",
-            functools.partial(asyncio.sleep, 0),
-            "await asyncio.sleep(0)",
-            _asyncio_run,
-            asyncio.Event,
-            _asyncio_new_tasks,
-        )
-    assert name == "trio"
-    try:
-        import trio
-    except ImportError:
-        return None
-    return Backend(
-        "trio",
-        trio.lowlevel.checkpoint,
-        "await trio.lowlevel.checkpoint()",
-        trio.run,
-        trio.Event,
-        _trio_new_tasks,
-    )
-
-
-# --- the implementations' entry points ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Api:
-    ensure_portal: Callable[[], Awaitable[None]]
-    has_portal: Callable[[], bool]
-    await_: Callable[[Any], Any]
-    with_portal_run_sync: Callable[..., Awaitable[Any]]
-
-
-def portal_api(impl: str) -> Api:
-    if impl == BASELINE:
-        return Api(
-            anywait.ensure_portal,
-            anywait.has_portal,
-            anywait.await_,
-            anywait.with_portal_run_sync,
-        )
-    assert impl == "greenback"
-    gb = peer("greenback")
-    return Api(gb.ensure_portal, gb.has_portal, gb.await_, gb.with_portal_run_sync)
-
-
-async def _give_portal(api: Api) -> None:
-    await api.ensure_portal()
-    if not api.has_portal():
-        raise RuntimeError("ensure_portal() left the task without a portal")
-
-
-# --- what is timed: measure(n) returns the ns that n operations took ----------------------------
-
-Measure = Callable[[int], int]
-#: body(n), run inside the loop: set-up, then n operations timed; returns their ns.
-InLoopBody = Callable[[int], Awaitable[int]]
-
-
-def checkpoint_body(backend: Backend, impl: str) -> InLoopBody:
-    api = None if impl == "native" else portal_api(impl)
-
-    async def body(n: int, checkpoint: Any = backend.checkpoint) -> int:
-        if api is not None:
-            await _give_portal(api)
-        t0 = perf_counter_ns()
-        for _ in repeat(None, n):
-            await checkpoint()
-        return perf_counter_ns() - t0
-
-    return body
-
-
-def _sync_awaits(n: int, await_: Callable[[Any], Any], make: Callable[[], Any]) -> int:
-    """The sync frame: n x ``await_(make())``."""
-    t0 = perf_counter_ns()
-    for _ in repeat(None, n):
-        await_(make())
-    return perf_counter_ns() - t0
-
-
-def await_body(impl: str, make: Callable[[], Awaitable[Any]]) -> InLoopBody:
-    if impl == "native":
-
-        async def native(n: int) -> int:
-            t0 = perf_counter_ns()
-            for _ in repeat(None, n):
-                await make()
-            return perf_counter_ns() - t0
-
-        return native
-    if impl == "awaitlet":
-        al = peer("awaitlet")
-
-        async def in_async_def(n: int) -> int:
-            elapsed: int = await al.async_def(_sync_awaits, n, al.awaitlet, make)
-            return elapsed
-
-        return in_async_def
-    api = portal_api(impl)
-
-    async def in_portal(n: int) -> int:
-        await _give_portal(api)
-        return _sync_awaits(n, api.await_, make)
-
-    return in_portal
-
-
-async def _call_sync(fn: Callable[[], Any]) -> Any:
-    return fn()
-
-
-def run_sync_body(impl: str) -> InLoopBody:
-    if impl == "native":
-        run_sync: Callable[..., Awaitable[Any]] = _call_sync
-    elif impl == "awaitlet":
-        run_sync = peer("awaitlet").async_def
-    else:
-        run_sync = portal_api(impl).with_portal_run_sync
-
-    async def body(n: int, run_sync: Any = run_sync, fn: Any = f) -> int:
-        t0 = perf_counter_ns()
-        for _ in repeat(None, n):
-            await run_sync(fn)
-        return perf_counter_ns() - t0
-
-    return body
-
-
-@types.coroutine
-def _bare_yield() -> Generator[None, None, None]:
-    """One schedule point on asyncio: the bare yield a task makes to let others run."""
-    yield
-
-
-def new_task_body(backend: Backend, impl: str, *, native_checkpoints: bool = False) -> InLoopBody:
-    if impl == "native" and native_checkpoints:
-        # One checkpoint: what ensure_portal() is, portal or not.
-        if backend.name == "trio":
-            import trio
-
-            checkpoint: Callable[[], Awaitable[None]] = trio.lowlevel.checkpoint
-        else:
-            checkpoint = _bare_yield
-
-        async def child() -> None:
-            await checkpoint()
-
-    elif impl == "native":
-        child = noop
-    else:
-        ensure_portal = portal_api(impl).ensure_portal
-
-        async def child() -> None:
-            await ensure_portal()
-
-    body: InLoopBody = backend.new_tasks(child)
-    return body
-
-
-def under_run(backend: Backend, impl: str) -> Measure:
-    """New plain tasks in a loop that gives every task a portal when it is created
-    (anywait.run; greenback's AutoPortalInstrument on Trio), or in a plain loop (native)."""
-    body = backend.new_tasks(noop)
-    if impl == "native":
-        return functools.partial(backend.run, body)
-    if impl == BASELINE:
-        return functools.partial(anywait.run, body, backend=backend.name)
-    assert impl == "greenback"
-    import trio
-
-    auto_portal = peer("greenback").AutoPortalInstrument
-
-    def run(n: int) -> Any:
-        return trio.run(body, n, instruments=[auto_portal()])
-
-    return run
-
-
-@types.coroutine
-def _yield_forever() -> Generator[None, Any, None]:
-    while True:
-        yield
-
-
-async def _parked() -> None:
-    await _yield_forever()
-
-
-def step_measure(backend: Backend, impl: str) -> Measure:
-    """One step of a coroutine that only ever yields, driven the way each loop drives a task's
-    coroutine, but without the loop: Trio calls ``send(value)``; asyncio's C Task calls
-    ``PyIter_Send``, which for a portal (no ``am_send`` slot) is ``next()``. Native:
-    ``coro.send(None)``. The difference is what a portal adds to every step of a task."""
-
-    def send_loop(n: int, send: Any) -> int:
-        t0 = perf_counter_ns()
-        for _ in repeat(None, n):
-            send(None)
-        return perf_counter_ns() - t0
-
-    def next_loop(n: int, it: Any, next: Any = next) -> int:
-        t0 = perf_counter_ns()
-        for _ in repeat(None, n):
-            next(it)
-        return perf_counter_ns() - t0
-
-    def measure(n: int) -> int:
-        coro = _parked()
-        target: Any = coro if impl == "native" else Portal(coro)
-        target.send(None)
-        try:
-            if impl == "native" or backend.name == "trio":
-                return send_loop(n, target.send)
-            return next_loop(n, target)
-        finally:
-            target.close()
-
-    return measure
-
-
-def make_measure(backend: Backend, bench: str, impl: str) -> Measure:
-    """measure(n) for one cell; ``anywait+greenlet`` runs anywait's code (in a process that has
-    imported greenlet)."""
-    impl = BASELINE if impl == WITH_GREENLET else impl
-    if bench == B_STEP:
-        return step_measure(backend, impl)
-    if bench == B_NEW_TASK_RUN:
-        return under_run(backend, impl)
-    bodies: dict[str, Callable[[], InLoopBody]] = {
-        B_CHECKPOINT: lambda: checkpoint_body(backend, impl),
-        B_NOOP: lambda: await_body(impl, noop),
-        B_AWAIT_CHECKPOINT: lambda: await_body(impl, backend.checkpoint),
-        B_RUN_SYNC: lambda: run_sync_body(impl),
-        B_NEW_TASK: lambda: new_task_body(backend, impl),
-        B_NEW_TASK_CHECKPOINT: lambda: new_task_body(backend, impl, native_checkpoints=True),
-    }
-    return functools.partial(backend.run, bodies[bench]())
-
-
-class _MeasureSampler(h._TimedSampler):
-    """The harness's sampler (batch calibration, warm-up), with the clock read by whatever
-    runs the operations: the factory yields a Measure, and the sample is what it reports."""
-
-    def _time(self, n: int) -> int:
-        with self.factory() as measure:
-            elapsed: Any = measure(n)
-            return int(elapsed)
-
-
-def _yielding(measure: Measure) -> Any:
-    @contextlib.contextmanager
-    def factory() -> Iterator[Measure]:
-        yield measure
-
-    return factory
-
-
-class GreenletServer:
-    """The child process that measures the cells needing greenlet (``--serve``): one JSON
-    request per line, ``[backend, bench, impl, n]``, answered with ``{"ns": ...}``."""
-
-    def __init__(self) -> None:
-        self.proc: subprocess.Popen[str] | None = None
-
-    def _call(self, request: list[Any]) -> int:
-        if self.proc is None:
-            cmd = [sys.executable, os.path.abspath(__file__), "--serve"]
-            self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
-            )
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the greenlet server died (exit status {self.proc.wait()})")
-        reply = json.loads(line)
-        if "error" in reply:
-            raise RuntimeError(f"greenlet server, {request[:3]}:\n{reply['error']}")
-        return int(reply["ns"])
-
-    def measure(self, backend: str, bench: str, impl: str) -> Measure:
-        return lambda n: self._call([backend, bench, impl, n])
-
-    def close(self) -> None:
-        if self.proc is not None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            self.proc.wait(timeout=60)
-            self.proc = None
-
-
-def serve() -> None:
-    """``--serve``: import greenlet, then answer GreenletServer's requests until stdin ends."""
-    import greenlet  # noqa: F401  (the reason this process exists)
-
-    measures: dict[tuple[str, str, str], Measure] = {}
-    for line in sys.stdin:
-        backend_name, bench, impl, n = json.loads(line)
-        try:
-            key = (backend_name, bench, impl)
-            if key not in measures:
-                backend = make_backend(backend_name)
-                assert backend is not None
-                measures[key] = make_measure(backend, bench, impl)
-            reply: dict[str, Any] = {"ns": measures[key](n)}
-        except Exception:
-            reply = {"error": traceback.format_exc()}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
-
-
-# --- RSS per blocked task (child process) ----------------------------------------------------
-
-
-def _statm_bytes() -> tuple[int, int]:
-    """(resident, mapped) bytes of this process."""
-    with open("/proc/self/statm") as fh:
-        size, resident = fh.read().split()[:2]
-    page = os.sysconf("SC_PAGESIZE")
-    return int(resident) * page, int(size) * page
-
-
-def rss_child(backend_name: str, impl: str, count: int, depth: int) -> None:
-    """Runs in a fresh interpreter: prints {"bytes_per_task": ...} as JSON and exits at once
-    (without unwinding the blocked tasks, which would only cost time)."""
-    import gc
-
-    if impl == WITH_GREENLET:
-        import greenlet  # noqa: F401
-
-        impl = BASELINE
-    backend = make_backend(backend_name)
-    assert backend is not None
-    counts = {"blocked": 0, "done": 0}
-
-    def sync_descend(d: int, await_: Callable[[Any], Any], event: Any) -> None:
-        if d > 1:
-            sync_descend(d - 1, await_, event)
-            return
-        counts["blocked"] += 1
-        await_(event.wait())
-
-    async def async_descend(d: int, event: Any) -> None:
-        if d > 1:
-            await async_descend(d - 1, event)
-            return
-        counts["blocked"] += 1
-        await event.wait()
-
-    if impl == "native":
-
-        async def task(event: Any) -> None:
-            await async_descend(depth, event)
-            counts["done"] += 1
-
-    elif impl == "awaitlet":
-        al = peer("awaitlet")
-
-        async def task(event: Any) -> None:
-            await al.async_def(sync_descend, depth, al.awaitlet, event)
-            counts["done"] += 1
-
-    else:
-        api = portal_api(impl)
-
-        async def task(event: Any) -> None:
-            await _give_portal(api)
-            sync_descend(depth, api.await_, event)
-            counts["done"] += 1
-
-    async def until(key: str, n: int) -> None:
-        while counts[key] < n:
-            await backend.checkpoint()
-
-    async def measure(spawn: Callable[[Any, Any], None]) -> None:
-        # Warm-up: one task through the whole path and out again, so code objects, type
-        # caches and first-use allocations are not charged to the measured tasks.
-        event = backend.event()
-        spawn(task, event)
-        await until("blocked", 1)
-        event.set()
-        await until("done", 1)
-
-        event = backend.event()
-        gc.collect()
-        gc.disable()
-        before, vm_before = _statm_bytes()
-        for _ in range(count):
-            spawn(task, event)
-        await until("blocked", 1 + count)
-        gc.collect()
-        after, vm_after = _statm_bytes()
-        # Mapped size is kept for the JSON only: it shows reserved stacks, which cost
-        # address space but no memory until touched.
-        result = {
-            "bytes_per_task": (after - before) / count,
-            "mapped_bytes_per_task": (vm_after - vm_before) / count,
-            "rss_before": before,
-            "rss_after": after,
-            "greenlet_imported": "greenlet" in sys.modules,
-        }
-        print(json.dumps(result))
-        sys.stdout.flush()
-        os._exit(0)
-
-    async def main() -> None:
-        if backend_name == "trio":
-            import trio
-
-            async with trio.open_nursery() as nursery:
-                await measure(nursery.start_soon)
-        else:
-            tasks: list[Any] = [None] * (count + 1)
-            create_task = asyncio.get_running_loop().create_task
-            spawned = iter(range(count + 1))
-
-            def spawn(fn: Any, event: Any) -> None:
-                tasks[next(spawned)] = create_task(fn(event))
-
-            await measure(spawn)
-
-    backend.run(main)
-
-
-def rss_sampler(backend: str, impl: str, count: int, depth: int, info: dict[str, Any]) -> Any:
-    def sample() -> float:
-        cmd = [
-            sys.executable,
-            os.path.abspath(__file__),
-            "--rss-child",
-            backend,
-            impl,
-            str(count),
-            str(depth),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(
-                f"RSS child for {backend}/{impl} failed ({proc.returncode}):\n{proc.stderr}"
-            )
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
-        info.setdefault("children", []).append(out)
-        return float(out["bytes_per_task"]) / 1024
-
-    return sample
-
 
 # --- main ------------------------------------------------------------------------------------
 
 
 def _note(bench: str, impl: str) -> str:
     if impl == "native":
-        return NATIVE_NOTES[bench]
+        return NATIVE_NOTES.get(bench, "")
     if impl == WITH_GREENLET:
-        return "greenlet imported"
+        if bench == B_GREENLET_ROUND_TRIP:
+            return "child.switch() and back, from Python"
+        target = GREENLET_TARGETS.get(bench)
+        return f"greenlet imported; {target.text()}" if target else "greenlet imported"
     if impl == "awaitlet" and bench in AWAITLET_NOTES:
         return AWAITLET_NOTES[bench]
     if bench == B_NEW_TASK_RUN:
@@ -743,7 +153,7 @@ def build_cases(
                 else:
                     measure = server.measure(backend.name, bench, impl)
                     info["process"] = "greenlet server"
-                sampler = _MeasureSampler(_yielding(measure), int(args.sample_ms * 1e6), info)
+                sampler = MeasureSampler(yielding(measure), int(args.sample_ms * 1e6), info)
             note = "" if skip else note
             timed.append(h.Case(bench, impl, "ns", sampler, skip=skip, note=note, info=info))
 
@@ -794,8 +204,8 @@ def check_targets(
     """anywait (and anywait+greenlet) against each target: the median (of per-round
     differences to native, for an over-native target) must be within it."""
     verdicts = []
-    for impl in (BASELINE, WITH_GREENLET):
-        for bench, target in TARGETS.items():
+    for impl, targets in ((BASELINE, TARGETS), (WITH_GREENLET, GREENLET_TARGETS)):
+        for bench, target in targets.items():
             if target.over_native:
                 s = paired_delta(samples, bench, impl)
             else:
@@ -813,13 +223,16 @@ def check_targets(
                     "median": s.median,
                     "p10": s.p10,
                     "p90": s.p90,
+                    "target_text": target.text(),
                     "met": s.median <= target.ns,
                 }
             )
     return verdicts
 
 
-def print_targets(verdicts: list[dict[str, Any]]) -> None:
+def print_targets(
+    verdicts: list[dict[str, Any]], samples: dict[tuple[str, str], list[float]]
+) -> None:
     if not verdicts:
         return
     print("\nagainst the issue's targets (median, p10 - p90):")
@@ -828,11 +241,17 @@ def print_targets(verdicts: list[dict[str, Any]]) -> None:
     for v in verdicts:
         fmt = _signed if v["over_native"] else h._fmt
         over = " over native" if v["over_native"] else ""
-        target = TARGETS[v["bench"]]
         print(
             f"  {v['impl'].ljust(iwidth)}  {v['bench'].ljust(width)}  {fmt(v['median'], 'ns')}"
-            f"{over} ({fmt(v['p10'], 'ns')} - {fmt(v['p90'], 'ns')}); {target.text()}: "
+            f"{over} ({fmt(v['p10'], 'ns')} - {fmt(v['p90'], 'ns')}); {v['target_text']}: "
             + ("met" if v["met"] else "MISSED")
+        )
+    floor = samples.get((B_GREENLET_ROUND_TRIP, WITH_GREENLET))
+    if floor:
+        f = h.Spread.of(floor)
+        print(
+            f"  floor of every {WITH_GREENLET} step: {B_GREENLET_ROUND_TRIP.split(' (')[0]} "
+            f"{h._fmt(f.median, 'ns')} ({h._fmt(f.p10, 'ns')} - {h._fmt(f.p90, 'ns')})"
         )
 
 
@@ -963,7 +382,7 @@ def main() -> int:
             label = "checkpoint" if reference else None
             h.print_table(rows, baseline=BASELINE, reference_label=label)
             found = check_targets(samples, backend)
-            print_targets(found)
+            print_targets(found, samples)
             verdicts += found
             all_rows += rows
     finally:

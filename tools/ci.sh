@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # ci.sh - what the Makefile runs. One process per command, so one summary per run:
 #
-#   tools/ci.sh test          lint + test-host + test-chroots (the whole suite; `make test`, .ci/run)
+#   tools/ci.sh test          lint + test-host + docs + test-chroots (the whole suite; `make test`, .ci/run)
 #   tools/ci.sh lint          cargo fmt/clippy, cargo test -p anywait-fiber, ruff check/format, mypy
+#   tools/ci.sh docs          the API reference (docs/api) with Sphinx, warnings as errors
 #   tools/ci.sh test-host     pytest on the pyenv interpreters (PY=3.12.1 picks one)
 #   tools/ci.sh test-chroots  pytest on the Debian interpreters in chroots (PY=python3.14d or PY=trixie)
 #   tools/ci.sh demo          release build into a venv, run examples/demo.py
 #   tools/ci.sh bench         release build into a venv with the `bench` extra, run $BENCH $BENCH_ARGS
+#   tools/ci.sh plot          bench_portal.py (full run + RSS at several task counts), then
+#                             benches/plot.py: the PNGs and their data in docs/performance/
 #   tools/ci.sh clean         delete $ANYWAIT_CACHE and the repository's build output
 #   tools/ci.sh distclean     clean, and delete the chroots too (the next test run rebuilds them)
 #
@@ -68,6 +71,25 @@ fetch_peers() {
   export ANYWAIT_PEER_WHEELS=$dir ANYWAIT_REQUIRE_PEERS=1
 }
 
+# The API reference: Sphinx builds docs/api from the docstrings of a build of the tree
+# (the host test build's cargo target dir, so after test-host it is only repackaged);
+# warnings are errors, references are checked (-n), and docs/api/conf.py fails the
+# build when a public name has no entry. HTML in $CACHE/docs/html.
+docs() {
+  local py venv
+  log "docs"
+  py=$(host_python "$LINT_PY") || { record docs 1 "interpreter $LINT_PY (LINT_PY) not found"; return; }
+  venv=$CACHE/venv-docs-$LINT_PY
+  timed "venv docs ($LINT_PY)" ensure_venv "$venv" "$py" docs || { record docs 1 "venv set-up failed"; return; }
+  timed "build docs ($PROFILE)" install_wheel "$venv" "host-$LINT_PY" "$PROFILE" || { record docs 1 "build failed"; return; }
+  rm -rf "$CACHE/docs"
+  timed "sphinx docs/api" in_dir "$ROOT" "$venv/bin/python" -m sphinx -W -n --keep-going -q \
+    -d "$CACHE/docs/doctrees" -b html docs/api "$CACHE/docs/html"
+  local rc=$?
+  record docs $rc
+  [ $rc -ne 0 ] || note "API reference: $CACHE/docs/html/index.html"
+}
+
 release_venv() { # extra... -> sets VENV: a venv of the host's python3 (or PY) with a release build
   local py tag extra=("$@") name
   if [ -n "${PY:-}" ]; then py=$(host_python "$PY") || { echo "interpreter $PY not found"; return 1; }
@@ -92,14 +114,42 @@ demo() {
 
 bench() {
   log "bench"
-  local b
+  local b rc
   for b in $BENCH; do [ -f "$ROOT/$b" ] || { record bench 1 "$b does not exist"; return; }; done
   release_venv bench || { record bench 1 "install failed"; return; }
   for b in $BENCH; do
     # shellcheck disable=SC2086
     timed "python $b $BENCH_ARGS" in_dir "$ROOT" "$VENV/bin/python" "$b" $BENCH_ARGS
-    record "bench:$(basename "$b" .py)" $?
+    rc=$?  # before the record line: its $(basename) would reset $?
+    record "bench:$(basename "$b" .py)" "$rc"
   done
+}
+
+# The pictures of docs/performance.md: one full bench_portal.py run, RSS runs at several
+# task counts, then benches/plot.py. The JSON the pictures come from is kept beside them.
+PLOT_RSS_TASKS=${PLOT_RSS_TASKS:-"1000 3000 10000 30000"}
+plot() {
+  log "plot"
+  local out=$ROOT/docs/performance data=$CACHE/plot n rc rss=()
+  release_venv bench || { record plot 1 "install failed"; return; }
+  rm -rf "$data" && mkdir -p "$data" "$out"
+  timed "bench_portal.py (full)" in_dir "$ROOT" "$VENV/bin/python" benches/bench_portal.py \
+    --json "$data/portal.json"
+  rc=$?
+  for n in $PLOT_RSS_TASKS; do
+    [ $rc -eq 0 ] || break
+    timed "bench_portal.py (RSS, $n tasks)" in_dir "$ROOT" "$VENV/bin/python" benches/bench_portal.py \
+      --filter RSS --rss-tasks "$n" --rss-rounds 3 --json "$data/rss-$n.json"
+    rc=$?
+    rss+=("$data/rss-$n.json")
+  done
+  if [ $rc -eq 0 ]; then
+    timed "plot.py" in_dir "$ROOT" "$VENV/bin/python" benches/plot.py --portal "$data/portal.json" \
+      --rss "${rss[@]}" --out "$out"
+    rc=$?
+  fi
+  [ $rc -ne 0 ] || cp "$data"/*.json "$out"/
+  record plot $rc
 }
 
 clean() { # only what these scripts make, whatever ANYWAIT_CACHE points at
@@ -119,12 +169,14 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 cmd=${1:-help}
 case $cmd in
-  test) lock_cache; lint; timed "fetch peers' wheels" fetch_peers; record peers $?; run_host; run_chroots ;;
+  test) lock_cache; lint; timed "fetch peers' wheels" fetch_peers; record peers $?; run_host; docs; run_chroots ;;
   lint) lock_cache; lint ;;
   test-host) lock_cache; fetch_peers; run_host ;;
   test-chroots) lock_cache; fetch_peers; run_chroots ;;
+  docs) lock_cache; docs ;;
   demo) lock_cache; demo ;;
   bench) lock_cache; bench ;;
+  plot) lock_cache; plot ;;
   clean) lock_cache; clean; exit 0 ;;
   distclean) lock_cache; clean; bash "$ROOT/tools/interpreters.sh" clean; exit $? ;;
   *) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;

@@ -14,9 +14,22 @@ use crate::fiber::entry::{def_ptr, finish, MethodDef};
 
 static AWAIT_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
     ml_name: c"await_".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer { PyCFunction: await_entry },
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunction: await_entry,
+    },
     ml_flags: ffi::METH_O,
-    ml_doc: c"await_(awaitable, /)\n--\n\nAwait `awaitable` from sync code running in a task that has a portal, exactly as `await awaitable` would at this point, and return its result.".as_ptr(),
+    // The same text as the stub's docstring (python/anywait/_anywait.pyi); the API
+    // reference (docs/api) is built from this one.
+    ml_doc: c"await_(awaitable, /)\n--\n\n\
+Await ``awaitable`` from sync code running in a task that has a portal, exactly as\n\
+``await awaitable`` would at this point (same value, exception, cancellation,\n\
+context and checkpoints), and return its result.\n\
+\n\
+RuntimeError if there is no portal (call ``await anywait.ensure_portal()`` first, or\n\
+use ``anywait.run``), including outside any event loop and on another thread; the\n\
+interpreter's own TypeError for objects that cannot be awaited. A coroutine passed\n\
+to a failing ``await_`` is closed."
+        .as_ptr(),
 });
 
 static PORTAL_SEND_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
