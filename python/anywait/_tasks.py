@@ -10,7 +10,7 @@ give a task a portal we replace that coroutine with a :class:`Portal` wrapping i
 * asyncio, pure-Python ``Task``: ``task._coro`` is read on every step.
 * asyncio, C ``Task`` (also what uvloop uses): the coroutine lives in a private struct
   field; ``_swap_c_task_coro`` locates it at run time and replaces it (see
-  ``crates/anywait-py/src/taskglue.rs``).
+  ``crates/anywait-py/src/tasks/c_task.rs``).
 """
 
 from __future__ import annotations
