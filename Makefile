@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CI_SH := bash tools/ci.sh
 export PY PROFILE ANYWAIT_CACHE ANYWAIT_CHROOTS PYTEST_ARGS BENCH_ARGS
 
-.PHONY: help demo test lint docs test-host test-chroots bench plot clean distclean
+.PHONY: help demo test lint docs dist test-host test-chroots bench plot clean distclean
 
 help: ## list the targets
 	@echo "usage: make TARGET [PY=...] [PROFILE=dev|release]"
@@ -24,6 +24,9 @@ lint: ## cargo fmt + clippy, cargo test -p anywait-fiber, ruff check + format, m
 
 docs: ## the API reference from the docstrings (Sphinx, warnings as errors) into $ANYWAIT_CACHE/docs/html
 	@$(CI_SH) docs
+
+dist: ## sdist + a wheel per host interpreter into dist/, checked (auditwheel, twine) and smoke-tested in fresh venvs
+	@$(CI_SH) dist
 
 test-host: ## pytest on pyenv 3.11.7, 3.12.1, 3.13.0 (PY=3.12.1 for one)
 	@$(CI_SH) test-host

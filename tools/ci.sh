@@ -6,6 +6,7 @@
 #   tools/ci.sh docs          the API reference (docs/api) with Sphinx, warnings as errors
 #   tools/ci.sh test-host     pytest on the pyenv interpreters (PY=3.12.1 picks one)
 #   tools/ci.sh test-chroots  pytest on the Debian interpreters in chroots (PY=python3.14d or PY=trixie)
+#   tools/ci.sh dist          sdist + a wheel per host interpreter, checked and smoke-tested (tools/dist.sh)
 #   tools/ci.sh demo          release build into a venv, run examples/demo.py
 #   tools/ci.sh bench         release build into a venv with the `bench` extra, run $BENCH $BENCH_ARGS
 #   tools/ci.sh plot          bench_portal.py (full run + RSS at several task counts), then
@@ -19,6 +20,8 @@
 set -uo pipefail
 # shellcheck source=tools/interpreters.sh
 source "$(dirname "${BASH_SOURCE[0]}")/interpreters.sh"
+# shellcheck source=tools/dist.sh
+source "$(dirname "${BASH_SOURCE[0]}")/dist.sh"
 
 LINT_PY=${LINT_PY:-3.11.7}      # the venv (test extra) that runs ruff and mypy and feeds clippy's PYO3_PYTHON
 BENCH=${BENCH:-benches/bench_fiber.py benches/bench_portal.py}  # one or more, space-separated
@@ -37,12 +40,22 @@ lint() {
   timed "cargo fmt --check" in_dir "$ROOT" cargo fmt --all --check
   record "lint:rustfmt" $?
   if [ -n "$venv" ]; then
-    timed "cargo clippy" in_dir "$ROOT" env PYO3_PYTHON="$venv/bin/python" CARGO_TARGET_DIR="$CACHE/target/lint" \
+    timed "cargo clippy ($LINT_PY)" in_dir "$ROOT" env PYO3_PYTHON="$venv/bin/python" CARGO_TARGET_DIR="$CACHE/target/lint" \
       cargo clippy --workspace --all-targets -- -D warnings
     record "lint:clippy" $?
   else
     record "lint:clippy" 1 "no venv for PYO3_PYTHON"
   fi
+  # The other host interpreters: per-version cfgs leave code (and imports) that only one
+  # version compiles, so an unused one shows only when built for another version.
+  local v
+  for v in $HOST_PYTHONS; do
+    [ "$v" = "$LINT_PY" ] && continue
+    if ! py=$(host_python "$v"); then record "lint:clippy-$v" 1 "interpreter $v not found"; continue; fi
+    timed "cargo clippy ($v)" in_dir "$ROOT" env PYO3_PYTHON="$py" CARGO_TARGET_DIR="$CACHE/target/lint-$v" \
+      cargo clippy --workspace --all-targets -- -D warnings
+    record "lint:clippy-$v" $?
+  done
   timed "cargo test -p anywait-fiber" in_dir "$ROOT" env CARGO_TARGET_DIR="$CACHE/target/lint" \
     cargo test -p anywait-fiber
   record "cargo-test:anywait-fiber" $?
@@ -169,11 +182,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 cmd=${1:-help}
 case $cmd in
-  test) lock_cache; lint; timed "fetch peers' wheels" fetch_peers; record peers $?; run_host; docs; run_chroots ;;
+  test) lock_cache; lint; timed "fetch peers' wheels" fetch_peers; record peers $?; run_host; docs; dist; run_chroots ;;
   lint) lock_cache; lint ;;
   test-host) lock_cache; fetch_peers; run_host ;;
   test-chroots) lock_cache; fetch_peers; run_chroots ;;
   docs) lock_cache; docs ;;
+  dist) lock_cache; dist ;;
   demo) lock_cache; demo ;;
   bench) lock_cache; bench ;;
   plot) lock_cache; plot ;;

@@ -3,8 +3,6 @@
 //! [`Wire`] is the two-word form used on the switch path itself; [`Msg`] is the
 //! `PyResult` the code on either side works with.
 
-use std::ptr;
-
 use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
 use pyo3::{ffi, PyErr};
@@ -88,6 +86,8 @@ unsafe fn take_raised_exception() -> *mut ffi::PyObject {
 /// GIL held.
 #[cfg(not(Py_3_12))]
 unsafe fn take_raised_exception() -> *mut ffi::PyObject {
+    use std::ptr;
+
     let mut ty = ptr::null_mut();
     let mut value = ptr::null_mut();
     let mut tb = ptr::null_mut();

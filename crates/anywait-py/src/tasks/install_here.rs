@@ -15,7 +15,9 @@
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict};
+use pyo3::types::PyBool;
+#[cfg(not(Py_3_12))]
+use pyo3::types::PyDict;
 
 use super::c_task::_swap_c_task_coro;
 use crate::modules::module_imported;
