@@ -30,12 +30,12 @@ _smoke() { # name python package(file) : fresh venv, install, run tools/wheel_sm
 }
 
 dist() {
-  local v py tag abi tools whl rc
+  local v py tool_py tag abi tools whl rc
   log "dist"
   rm -rf "$DIST_DIR" && mkdir -p "$DIST_DIR" "$CACHE/dist"
-  py=$(host_python "$LINT_PY") || { record dist 1 "interpreter $LINT_PY (LINT_PY) not found"; return; }
+  tool_py=$(host_python "$LINT_PY") || { record dist 1 "interpreter $LINT_PY (LINT_PY) not found"; return; }
   tools=$CACHE/venv-dist-$LINT_PY
-  timed "venv dist ($LINT_PY)" ensure_venv "$tools" "$py" dist || { record dist 1 "venv set-up failed"; return; }
+  timed "venv dist ($LINT_PY)" ensure_venv "$tools" "$tool_py" dist || { record dist 1 "venv set-up failed"; return; }
   timed "maturin sdist" in_dir "$ROOT" "$tools/bin/maturin" sdist -o "$DIST_DIR"
   record dist:sdist $?
   for v in $HOST_PYTHONS; do
@@ -55,8 +55,7 @@ dist() {
   done
   timed "twine check" "$tools/bin/twine" check --strict "$DIST_DIR"/*
   record dist:twine $?
-  py=$(host_python "$LINT_PY")
-  timed "smoke $LINT_PY (sdist)" _smoke "sdist" "$py" "$(compgen -G "$DIST_DIR/anywait-*.tar.gz" | head -1)"
+  timed "smoke $LINT_PY (sdist)" _smoke "sdist" "$tool_py" "$(compgen -G "$DIST_DIR/anywait-*.tar.gz" | head -1)"
   record dist:smoke:sdist $?
   note "built: $(cd "$DIST_DIR" && echo *)"
 }

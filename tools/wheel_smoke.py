@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import importlib.util
 import pathlib
 import sys
 import sysconfig
@@ -15,16 +16,19 @@ import anywait.lowlevel
 
 
 def readme_quick_start(readme: pathlib.Path) -> str:
-    """The README's first python block (its quick start)."""
-    lines, block = readme.read_text().splitlines(), None
-    for line in lines:
-        if block is None and line.strip() == "```python":
-            block = []
-        elif block is not None and line.strip() == "```":
-            return "\n".join(block) + "\n"
-        elif block is not None:
-            block.append(line)
-    raise SystemExit(f"{readme} has no python block")
+    """The README's first python block (its quick start), found as the docs test finds
+    every block (tests/test_docs_examples.py, loaded by path: this script runs outside
+    the tree's import path, so ``anywait`` stays the installed one)."""
+    path = pathlib.Path(__file__).resolve().parent.parent / "tests" / "test_docs_examples.py"
+    spec = importlib.util.spec_from_file_location("_docs_examples", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    docs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(docs)
+    blocks: list[str] = docs.python_blocks(readme)
+    if not blocks:
+        raise SystemExit(f"{readme} has no python block")
+    return blocks[0] + "\n"
 
 
 def main() -> None:
