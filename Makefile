@@ -31,7 +31,7 @@ dist: ## sdist + a wheel per host interpreter into dist/, checked (auditwheel, t
 test-host: ## pytest on pyenv 3.11.7, 3.12.1, 3.13.0 (PY=3.12.1 for one)
 	@$(CI_SH) test-host
 
-test-chroots: ## pytest on Debian's 3.11d, 3.13, 3.13d, 3.14, 3.14d (PY=python3.14d or PY=trixie)
+test-chroots: ## pytest on Debian's 3.11d, 3.13, 3.13d, 3.14, 3.14d, 3.15, 3.15d (PY=python3.15d or PY=trixie)
 	@$(CI_SH) test-chroots
 
 bench: ## release build into a venv with the bench extra, run benches/bench_fiber.py and bench_portal.py (BENCH_ARGS=--quick)

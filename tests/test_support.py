@@ -12,7 +12,7 @@ from anywait import _support
     [
         ("pypy", (3, 11), False, "linux", 64, "pypy is not CPython"),
         ("cpython", (3, 10), False, "linux", 64, "CPython 3.10 is not supported"),
-        ("cpython", (3, 15), False, "linux", 64, "CPython 3.15 is not supported"),
+        ("cpython", (3, 16), False, "linux", 64, "CPython 3.16 is not supported"),
         ("cpython", (3, 13), True, "linux", 64, "free-threaded"),
         ("cpython", (3, 12), False, "darwin", 64, "darwin"),
         ("cpython", (3, 12), False, "linux", 32, "32-bit"),
@@ -31,7 +31,7 @@ def test_unsupported_interpreters_are_named(
     assert expected in reason
 
 
-@pytest.mark.parametrize("minor", [11, 12, 13, 14])
+@pytest.mark.parametrize("minor", [11, 12, 13, 14, 15])
 def test_supported_interpreters_pass(minor: int) -> None:
     assert _support.unsupported_reason("cpython", (3, minor), False, "linux", 64) is None
 

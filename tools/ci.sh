@@ -5,7 +5,7 @@
 #   tools/ci.sh lint          cargo fmt/clippy, cargo test -p anywait-fiber, ruff check/format, mypy
 #   tools/ci.sh docs          the API reference (docs/api) with Sphinx, warnings as errors
 #   tools/ci.sh test-host     pytest on the pyenv interpreters (PY=3.12.1 picks one)
-#   tools/ci.sh test-chroots  pytest on the Debian interpreters in chroots (PY=python3.14d or PY=trixie)
+#   tools/ci.sh test-chroots  pytest on the Debian interpreters in chroots (PY=python3.15d or PY=trixie)
 #   tools/ci.sh dist          sdist + a wheel per host interpreter, checked and smoke-tested (tools/dist.sh)
 #   tools/ci.sh demo          release build into a venv, run examples/demo.py
 #   tools/ci.sh bench         release build into a venv with the `bench` extra, run $BENCH $BENCH_ARGS

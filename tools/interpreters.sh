@@ -11,7 +11,8 @@
 #           root (so pyproject's [tool.pytest.ini_options] applies) against the installed wheel.
 # chroots : Debian interpreters, one chroot per suite under $ANYWAIT_CHROOTS
 #           (default /var/tmp/anywait-interpreters; debootstrap + apt, needs root):
-#             bookworm python3.11d, trixie python3.13 + python3.13d, testing python3.14 + python3.14d.
+#             bookworm python3.11d, trixie python3.13 + python3.13d, testing python3.14 + python3.14d,
+#             python3.15 + python3.15d.
 #           The extension is compiled ON THE HOST with cargo against the chroot's interpreter
 #           (PyO3 cross settings + ANYWAIT_PYTHON_INCLUDE for build.rs), copied into a mirror
 #           of the repository inside the chroot (/opt/anywait/<interpreter>: pyproject.toml,
@@ -34,7 +35,8 @@ HOST_PYTHONS=${HOST_PYTHONS:-"3.11.7 3.12.1 3.13.0"}
 # suite:interpreter:debian-packages(comma-separated)
 CHROOT_TARGETS=${CHROOT_TARGETS:-"bookworm:python3.11d:python3.11-dbg,python3.11-dev
   trixie:python3.13:python3.13,python3.13-dev trixie:python3.13d:python3.13-dbg,python3.13-dev
-  testing:python3.14:python3.14,python3.14-dev testing:python3.14d:python3.14-dbg,python3.14-dev"}
+  testing:python3.14:python3.14,python3.14-dev testing:python3.14d:python3.14-dbg,python3.14-dev
+  testing:python3.15:python3.15,python3.15-dev testing:python3.15d:python3.15-dbg,python3.15-dev"}
 # Into every chroot: Debian's pytest, and the test suite's optional loops and peers. trio and
 # anyio are pure Python, so the debug interpreters get them too; uvloop and greenlet are built
 # for the suite's default release interpreter only (the tests skip what does not import).
@@ -196,9 +198,12 @@ build_cross() { # suite interpreter : compile on the host for the chroot's inter
   [ -f "$root$include/Python.h" ] || { echo "no Python.h in $root$include (is the -dev package installed?)"; return 1; }
   note "$interp is CPython $version; EXT_SUFFIX $suffix; $scd; headers $include"
   # shellcheck disable=SC2046  # the profile flags are meant to split
-  ( cd "$ROOT" && PYO3_BUILD_EXTENSION_MODULE=1 PYO3_CROSS_LIB_DIR="$root$stdlib" \
-      _PYTHON_SYSCONFIGDATA_NAME="$scd" ANYWAIT_PYTHON_INCLUDE="$root$include" CARGO_TARGET_DIR="$tdir" \
-      cargo build -p anywait-py --lib $(cargo_profile_args "$PROFILE") ) || return 1
+  # Clippy too: the 3.14 and 3.15 code paths are compiled nowhere else (the lint step
+  # only has the host's interpreters).
+  ( cd "$ROOT" && export PYO3_BUILD_EXTENSION_MODULE=1 PYO3_CROSS_LIB_DIR="$root$stdlib" \
+      _PYTHON_SYSCONFIGDATA_NAME="$scd" ANYWAIT_PYTHON_INCLUDE="$root$include" CARGO_TARGET_DIR="$tdir" &&
+    cargo build -p anywait-py --lib $(cargo_profile_args "$PROFILE") &&
+    cargo clippy -q -p anywait-py --lib -- -D warnings ) || return 1
   stage_tree "$run" || return 1
   cp "$tdir/$(profile_dir "$PROFILE")/lib_anywait.so" "$run/python/anywait/_anywait$suffix"
 }

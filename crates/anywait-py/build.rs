@@ -14,7 +14,7 @@ use std::process::Command;
 
 use pyo3_build_config::{BuildFlag, PythonAbiKind, PythonImplementation};
 
-const SUPPORTED: &str = "CPython 3.11, 3.12, 3.13 and 3.14 with the GIL, on 64-bit Linux";
+const SUPPORTED: &str = "CPython 3.11, 3.12, 3.13, 3.14 and 3.15 with the GIL, on 64-bit Linux";
 
 fn main() {
     pyo3_build_config::use_pyo3_cfgs();
@@ -29,7 +29,7 @@ fn main() {
         && env::var("CARGO_CFG_TARGET_POINTER_WIDTH").as_deref() == Ok("64");
     let problem = if config.implementation() != PythonImplementation::CPython {
         Some(format!("{:?} is not CPython", config.implementation()))
-    } else if !((3, 11)..=(3, 14)).contains(&version) {
+    } else if !((3, 11)..=(3, 15)).contains(&version) {
         Some(format!(
             "CPython {}.{} is not supported yet",
             version.0, version.1

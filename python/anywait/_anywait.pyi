@@ -1,6 +1,7 @@
 """Type stubs for anywait's compiled core. Public names are re-exported by
 :mod:`anywait.lowlevel`, which is where to read about them."""
 
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar, final
 
@@ -105,6 +106,9 @@ class Portal:
     def cr_running(self) -> bool: ...
     @property
     def cr_suspended(self) -> bool: ...
+    if sys.version_info >= (3, 15):
+        @property
+        def cr_state(self) -> str: ...
 
 def _make_portal(coro: Any, /) -> Portal: ...
 def _in_portal_step() -> bool: ...

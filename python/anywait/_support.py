@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 import sysconfig
 
-SUPPORTED = "CPython 3.11, 3.12, 3.13 and 3.14 with the GIL, on 64-bit Linux"
+SUPPORTED = "CPython 3.11, 3.12, 3.13, 3.14 and 3.15 with the GIL, on 64-bit Linux"
 MIN_VERSION = (3, 11)
-MAX_VERSION = (3, 14)
+MAX_VERSION = (3, 15)
 
 
 def unsupported_reason(

@@ -20,7 +20,8 @@
 #  define DEBUG_OFFSET(field) (-1L)
 #endif
 #if PY_VERSION_HEX >= 0x030E0000
-/* 3.14 keeps the C stack bounds in _PyThreadStateImpl, an internal struct. */
+/* 3.14 keeps the C stack bounds in _PyThreadStateImpl, an internal struct (3.15 also
+ * the bounds ResetStackProtection restores, and the base frame every chain ends in). */
 #  include "internal/pycore_tstate.h"
 #  include "internal/pycore_pythonrun.h"
 #  define ANYWAIT_TSTATE_IMPL _PyThreadStateImpl
@@ -55,6 +56,11 @@ struct anywait_layout {
     anywait_field c_stack_top;
     anywait_field c_stack_soft_limit;
     anywait_field c_stack_hard_limit;
+    anywait_field c_stack_init_base;
+    anywait_field c_stack_init_top;
+    anywait_field base_frame;
+    anywait_field last_profiled_frame;
+    anywait_field jit_exit;
     anywait_field cframe_use_tracing;
     anywait_field cframe_current_frame;
     anywait_field cframe_previous;
@@ -71,6 +77,7 @@ struct anywait_layout {
     long debug_tstate_size;
     long debug_tstate_current_frame;
     long debug_tstate_datastack_chunk;
+    long debug_tstate_base_frame;
 };
 
 const struct anywait_layout anywait_layout = {
@@ -138,6 +145,19 @@ const struct anywait_layout anywait_layout = {
     .c_stack_soft_limit = ABSENT,
     .c_stack_hard_limit = ABSENT,
 #endif
+#if PY_VERSION_HEX >= 0x030F0000
+    .c_stack_init_base = FIELD(ANYWAIT_TSTATE_IMPL, c_stack_init_base),
+    .c_stack_init_top = FIELD(ANYWAIT_TSTATE_IMPL, c_stack_init_top),
+    .base_frame = FIELD(PyThreadState, base_frame),
+    .last_profiled_frame = FIELD(PyThreadState, last_profiled_frame),
+    .jit_exit = FIELD(PyThreadState, jit_exit),
+#else
+    .c_stack_init_base = ABSENT,
+    .c_stack_init_top = ABSENT,
+    .base_frame = ABSENT,
+    .last_profiled_frame = ABSENT,
+    .jit_exit = ABSENT,
+#endif
 #if PY_VERSION_HEX < 0x030C0000
     .cframe_use_tracing = FIELD(_PyCFrame, use_tracing),
 #else
@@ -172,4 +192,9 @@ const struct anywait_layout anywait_layout = {
     .debug_tstate_size = DEBUG_OFFSET(thread_state.size),
     .debug_tstate_current_frame = DEBUG_OFFSET(thread_state.current_frame),
     .debug_tstate_datastack_chunk = DEBUG_OFFSET(thread_state.datastack_chunk),
+#if PY_VERSION_HEX >= 0x030F0000
+    .debug_tstate_base_frame = DEBUG_OFFSET(thread_state.base_frame),
+#else
+    .debug_tstate_base_frame = -1L,
+#endif
 };

@@ -11,6 +11,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
 
 use super::step::{throw_exception, Thrown};
 use super::worker::{self, current_worker};
@@ -73,17 +74,46 @@ pub(crate) fn awaitable_iter<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py
     let it = unsafe { Bound::from_owned_ptr_or_err(py, am_await(obj.as_ptr())) }?;
     // SAFETY: type checks on a live object.
     let is_coroutine = unsafe { ffi::PyCoro_CheckExact(it.as_ptr()) } != 0;
-    if is_coroutine {
-        return Err(PyTypeError::new_err("__await__() returned a coroutine"));
-    }
     // SAFETY: as above.
-    if unsafe { ffi::PyIter_Check(it.as_ptr()) } == 0 {
-        return Err(PyTypeError::new_err(format!(
-            "__await__() returned non-iterator of type '{}'",
-            it.get_type().name()?
-        )));
+    let is_iterator = unsafe { ffi::PyIter_Check(it.as_ptr()) } != 0;
+    if is_coroutine || !is_iterator {
+        return Err(PyTypeError::new_err(bad_await_result_message(
+            &ty,
+            &it,
+            is_coroutine,
+        )?));
     }
     Ok(it)
+}
+
+/// The interpreter's own message for an `__await__` that returned `it`, which is a
+/// coroutine or not an iterator.
+#[cfg(Py_3_15)]
+fn bad_await_result_message(
+    ty: &Bound<'_, PyType>,
+    it: &Bound<'_, PyAny>,
+    _is_coroutine: bool,
+) -> PyResult<String> {
+    Ok(format!(
+        "{}.__await__() must return an iterator, not {}",
+        ty.fully_qualified_name()?,
+        it.get_type().fully_qualified_name()?
+    ))
+}
+
+#[cfg(not(Py_3_15))]
+fn bad_await_result_message(
+    _ty: &Bound<'_, PyType>,
+    it: &Bound<'_, PyAny>,
+    is_coroutine: bool,
+) -> PyResult<String> {
+    if is_coroutine {
+        return Ok("__await__() returned a coroutine".to_owned());
+    }
+    Ok(format!(
+        "__await__() returned non-iterator of type '{}'",
+        it.get_type().name()?
+    ))
 }
 
 #[cfg(Py_3_14)]

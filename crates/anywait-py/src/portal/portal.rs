@@ -305,6 +305,30 @@ impl Portal {
             .is_truthy()
     }
 
+    /// 3.15's `cr_state` (what `inspect.getcoroutinestate()` reads there), with the
+    /// same view of a step and of `await_` as `cr_running` and `cr_suspended`.
+    #[cfg(Py_3_15)]
+    #[getter]
+    fn cr_state(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        // SAFETY: GIL held (a read).
+        let state = unsafe { &*self.state.get() };
+        if state.running {
+            return Ok(intern!(py, "CORO_RUNNING").clone().into_any().unbind());
+        }
+        if state.worker.is_some() {
+            return Ok(intern!(py, "CORO_SUSPENDED").clone().into_any().unbind());
+        }
+        // A generator-based coroutine names its states GEN_*; say them as CORO_*.
+        let native = forward(self.coro.bind(py), &["cr_state", "gi_state"])?;
+        let text = native.bind(py).str()?.to_string();
+        match text.strip_prefix("GEN_") {
+            Some(rest) => Ok(pyo3::types::PyString::new(py, &format!("CORO_{rest}"))
+                .into_any()
+                .unbind()),
+            None => Ok(native),
+        }
+    }
+
     #[getter]
     fn __name__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         forward(self.coro.bind(py), &["__name__"])

@@ -63,6 +63,11 @@ pub(crate) struct RawLayout {
     pub c_stack_top: Field,
     pub c_stack_soft_limit: Field,
     pub c_stack_hard_limit: Field,
+    pub c_stack_init_base: Field,
+    pub c_stack_init_top: Field,
+    pub base_frame: Field,
+    pub last_profiled_frame: Field,
+    pub jit_exit: Field,
     pub cframe_use_tracing: Field,
     pub cframe_current_frame: Field,
     pub cframe_previous: Field,
@@ -77,6 +82,7 @@ pub(crate) struct RawLayout {
     pub debug_tstate_size: c_long,
     pub debug_tstate_current_frame: c_long,
     pub debug_tstate_datastack_chunk: c_long,
+    pub debug_tstate_base_frame: c_long,
 }
 
 /// `struct anywait_layout` as compiled against the target's headers, word by word
@@ -124,7 +130,8 @@ fn debug_offset(offset: c_long) -> u64 {
 /// against (patch releases have moved thread-state fields).
 #[cfg(Py_3_13)]
 fn verify_against_runtime(l: &RawLayout) -> Result<(), String> {
-    let facts = [
+    #[cfg_attr(not(Py_3_15), allow(unused_mut))]
+    let mut facts = vec![
         (
             "PyThreadState size",
             debug_offset(l.debug_tstate_size),
@@ -141,6 +148,12 @@ fn verify_against_runtime(l: &RawLayout) -> Result<(), String> {
             l.datastack_chunk.offset,
         ),
     ];
+    #[cfg(Py_3_15)]
+    facts.push((
+        "base_frame offset",
+        debug_offset(l.debug_tstate_base_frame),
+        l.base_frame.offset,
+    ));
     for (what, running, compiled) in facts {
         if running != compiled as u64 {
             return Err(format!(
@@ -226,6 +239,14 @@ pub(crate) fn verify() -> Result<(), String> {
         ("c_stack_top", l.c_stack_top, ptr),
         ("c_stack_soft_limit", l.c_stack_soft_limit, ptr),
         ("c_stack_hard_limit", l.c_stack_hard_limit, ptr),
+    ]);
+    #[cfg(Py_3_15)]
+    checks.extend([
+        ("c_stack_init_base", l.c_stack_init_base, ptr),
+        ("c_stack_init_top", l.c_stack_init_top, ptr),
+        ("base_frame", l.base_frame, ptr),
+        ("last_profiled_frame", l.last_profiled_frame, ptr),
+        ("jit_exit", l.jit_exit, ptr),
     ]);
     #[cfg(Py_3_13)]
     verify_against_runtime(l)?;

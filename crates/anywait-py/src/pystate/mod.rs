@@ -71,9 +71,19 @@ pub(crate) struct Snapshot {
     critical_section: usize,
     #[cfg(Py_3_13)]
     executor: *mut u8,
+    /// 3.15: the exit of the JIT trace that led to the running one; meaningful only
+    /// inside the executor chain of the code that was running, so it travels with
+    /// `executor`.
+    #[cfg(Py_3_15)]
+    jit_exit: *mut u8,
     /// 3.14: `c_stack_top`, `c_stack_soft_limit`, `c_stack_hard_limit`.
     #[cfg(Py_3_14)]
     c_stack: [usize; 3],
+    /// 3.15: `c_stack_init_base`, `c_stack_init_top`, the bounds
+    /// `PyUnstable_ThreadState_ResetStackProtection` goes back to: a fiber's own stack,
+    /// so that a reset made on a fiber keeps the fiber's bounds.
+    #[cfg(Py_3_15)]
+    c_stack_init: [usize; 2],
 }
 
 #[inline(always)]
@@ -147,12 +157,20 @@ impl Snapshot {
             area
         };
 
+        // 3.15: every chain of frames ends in the thread's base frame, a sentinel that
+        // profilers use to tell a complete stack from a torn one; a fiber's chain ends
+        // there too. Nothing ever writes to the sentinel, so all stacks share it.
+        #[cfg(Py_3_15)]
+        let no_frame: *mut u8 = get!(ts, base_frame);
+        #[cfg(all(Py_3_13, not(Py_3_15)))]
+        let no_frame: *mut u8 = ptr::null_mut();
+
         Self {
             context,
             #[cfg(not(Py_3_13))]
             cframe,
             #[cfg(Py_3_13)]
-            current_frame: ptr::null_mut(),
+            current_frame: no_frame,
             recursion_depth: 0,
             #[cfg(all(Py_3_12, not(Py_3_14)))]
             c_recursion_remaining: c_budget(stack),
@@ -169,8 +187,12 @@ impl Snapshot {
             critical_section: 0,
             #[cfg(Py_3_13)]
             executor: ptr::null_mut(),
+            #[cfg(Py_3_15)]
+            jit_exit: ptr::null_mut(),
             #[cfg(Py_3_14)]
-            c_stack: c_stack_bounds(stack),
+            c_stack: c_stack_bounds(stack.usable_bottom, stack.base),
+            #[cfg(Py_3_15)]
+            c_stack_init: [stack.usable_bottom, stack.base],
         }
     }
 
@@ -202,8 +224,15 @@ impl Snapshot {
         // SAFETY: a finished fiber's cframe is its root cframe, in its reserved area.
         let no_frame =
             unsafe { (*layout().cframe_current_frame.of::<*mut u8>(self.cframe)).is_null() };
-        #[cfg(Py_3_13)]
+        #[cfg(all(Py_3_13, not(Py_3_15)))]
         let no_frame = self.current_frame.is_null();
+        #[cfg(Py_3_15)]
+        let no_frame = {
+            // SAFETY: no preconditions; the caller holds the GIL on this thread.
+            let ts = unsafe { ffi::compat::PyThreadState_GetUnchecked() };
+            let base_frame: *mut u8 = get!(ts, base_frame);
+            self.current_frame == base_frame
+        };
         // After an `except` block the handled exception is None, not NULL (POP_EXCEPT).
         // SAFETY: taking the address of the None singleton.
         let none = unsafe { ffi::Py_None() }.cast::<u8>();
@@ -250,12 +279,16 @@ pub(crate) unsafe fn swap(ts: *mut ffi::PyThreadState, install: Snapshot) -> Sna
         critical_section: get!(ts, critical_section),
         #[cfg(Py_3_13)]
         executor: get!(ts, executor),
+        #[cfg(Py_3_15)]
+        jit_exit: get!(ts, jit_exit),
         #[cfg(Py_3_14)]
         c_stack: [
             get!(ts, c_stack_top),
             get!(ts, c_stack_soft_limit),
             get!(ts, c_stack_hard_limit),
         ],
+        #[cfg(Py_3_15)]
+        c_stack_init: [get!(ts, c_stack_init_base), get!(ts, c_stack_init_top)],
     };
 
     set!(ts, context, install.context);
@@ -278,6 +311,17 @@ pub(crate) unsafe fn swap(ts: *mut ffi::PyThreadState, install: Snapshot) -> Sna
     set!(ts, critical_section, install.critical_section);
     #[cfg(Py_3_13)]
     set!(ts, executor, install.executor);
+    #[cfg(Py_3_15)]
+    set!(ts, jit_exit, install.jit_exit);
+    #[cfg(Py_3_15)]
+    {
+        set!(ts, c_stack_init_base, install.c_stack_init[0]);
+        set!(ts, c_stack_init_top, install.c_stack_init[1]);
+        // A remote profiler caches the frame it sampled last and trusts the chain
+        // below it while that frame is not popped; after a switch the chain is
+        // another stack's, so the cache is dropped the way the profiler resets it.
+        set!(ts, last_profiled_frame, ptr::null_mut::<u8>());
+    }
     #[cfg(Py_3_14)]
     {
         // Never install a zero hard limit for a fiber: CPython would re-derive the
@@ -337,14 +381,63 @@ fn c_budget(stack: &StackBounds) -> c_int {
     c_int::try_from(scaled.clamp(1, full)).unwrap_or(c_int::MAX)
 }
 
-/// 3.14's stack-pointer bounds for a fiber stack, derived the way CPython derives a
-/// thread's: the hard limit one margin above the usable bottom, the soft limit one
-/// more margin up, and the top at the stack base.
+/// 3.14's stack-pointer bounds for the stack from `bottom` (its lowest usable address)
+/// up to `base`, derived the way CPython derives a thread's: the hard limit one margin
+/// above the bottom, the soft limit one more margin up, and the top at the base.
 #[cfg(Py_3_14)]
-fn c_stack_bounds(stack: &StackBounds) -> [usize; 3] {
+fn c_stack_bounds(bottom: usize, base: usize) -> [usize; 3] {
     let margin = layout().stack_margin_bytes as usize;
-    let hard = stack.usable_bottom + margin;
-    [stack.base, hard + margin, hard]
+    let hard = bottom + margin;
+    [base, hard + margin, hard]
+}
+
+#[cfg(Py_3_15)]
+extern "C" {
+    fn PyUnstable_ThreadState_SetStackProtection(
+        tstate: *mut ffi::PyThreadState,
+        stack_start_addr: *mut std::ffi::c_void,
+        stack_size: usize,
+    ) -> c_int;
+}
+
+/// 3.15: checks that [`c_stack_bounds`] derives the bounds CPython's own
+/// `PyUnstable_ThreadState_SetStackProtection` would give a stack. The switch path does
+/// not call that function: it can only set bounds, while a switch must also put back
+/// the thread's own (possibly not yet derived, zero) bounds exactly as they were, and
+/// an exported call per switch buys nothing over three stores.
+///
+/// # Safety
+/// `ts` is the current thread's state and the GIL is held.
+#[cfg(Py_3_15)]
+unsafe fn verify_stack_derivation(ts: *mut ffi::PyThreadState) -> Result<(), String> {
+    let saved: [usize; 3] = [
+        get!(ts, c_stack_top),
+        get!(ts, c_stack_soft_limit),
+        get!(ts, c_stack_hard_limit),
+    ];
+    // A made-up 1 MiB range: the function only does arithmetic on it, and the live
+    // bounds are restored before anything can check the stack.
+    let (bottom, size) = (0x7000_0000_0000_usize, 1 << 20);
+    // SAFETY: the caller's contract; no Python code runs before the restore below.
+    let status = unsafe { PyUnstable_ThreadState_SetStackProtection(ts, bottom as _, size) };
+    let theirs: [usize; 3] = [
+        get!(ts, c_stack_top),
+        get!(ts, c_stack_soft_limit),
+        get!(ts, c_stack_hard_limit),
+    ];
+    set!(ts, c_stack_top, saved[0]);
+    set!(ts, c_stack_soft_limit, saved[1]);
+    set!(ts, c_stack_hard_limit, saved[2]);
+    let ours = c_stack_bounds(bottom, bottom + size);
+    if status != 0 || theirs != ours {
+        // SAFETY: the GIL is held; a failed call left a ValueError we replace.
+        unsafe { ffi::PyErr_Clear() };
+        return Err(format!(
+            "CPython derives other C stack bounds than anywait for a stack \
+             (status {status}, CPython {theirs:x?}, anywait {ours:x?})"
+        ));
+    }
+    Ok(())
 }
 
 /// 3.14: checks, on the importing thread, that the stack bounds read through our
@@ -359,6 +452,9 @@ pub(crate) fn verify_live_stack_bounds() -> Result<(), String> {
         get!(ts, c_stack_soft_limit),
         get!(ts, c_stack_hard_limit),
     );
+    #[cfg(Py_3_15)]
+    // SAFETY: at import the GIL is held and `ts` is current.
+    unsafe { verify_stack_derivation(ts) }?;
     if hard == 0 {
         return Ok(()); // not derived yet on this thread: nothing to compare
     }
