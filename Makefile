@@ -5,13 +5,13 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CI_SH := bash tools/ci.sh
-export PY PROFILE ANYWAIT_CACHE ANYWAIT_CHROOTS PYTEST_ARGS BENCH_ARGS
+export PY PROFILE ANYWAIT_CACHE ANYWAIT_CHROOTS PYTEST_ARGS BENCH_ARGS FOREIGN_TESTS
 
-.PHONY: help demo test lint docs dist test-host test-chroots bench plot clean distclean
+.PHONY: help demo test lint docs dist test-host test-chroots test-aarch64 bench bench-chroots plot clean distclean
 
 help: ## list the targets
 	@echo "usage: make TARGET [PY=...] [PROFILE=dev|release]"
-	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F':.*## ' '/^[a-z0-9-]+:.*## /{printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 demo: ## install anywait (release build) into a venv and run examples/demo.py
 	@$(CI_SH) demo
@@ -37,14 +37,17 @@ test-chroots: ## pytest on Debian's 3.11d, 3.13, 3.13d, 3.14, 3.14d, 3.15, 3.15d
 bench: ## release build into a venv with the bench extra, run benches/bench_fiber.py and bench_portal.py (BENCH_ARGS=--quick)
 	@$(CI_SH) bench
 
+bench-chroots: ## the same benchmarks on a Debian interpreter in its chroot, release build (PY=python3.15)
+	@$(CI_SH) bench-chroots
+
+test-aarch64: ## the whole suite on Debian trixie arm64 (python3.13) under emulation; make test runs its fiber and portal core
+	@PY=trixie-arm64 FOREIGN_TESTS=tests $(CI_SH) test-chroots
+
 plot: ## run the portal benchmark (and RSS at several task counts), redraw docs/performance/*.png
 	@$(CI_SH) plot
 
 clean: ## delete venvs, cargo target dirs and built extensions (keeps the chroots)
 	@$(CI_SH) clean
 
-distplot: ## run the portal benchmark (and RSS at several task counts), redraw docs/performance/*.png
-	@$(CI_SH) plot
-
-clean: ## clean, and delete the chroots too (the next test run sets them up again)
+distclean: ## clean, and delete the chroots too (the next test run sets them up again)
 	@$(CI_SH) distclean

@@ -9,6 +9,7 @@
 #   tools/ci.sh dist          sdist + a wheel per host interpreter, checked and smoke-tested (tools/dist.sh)
 #   tools/ci.sh demo          release build into a venv, run examples/demo.py
 #   tools/ci.sh bench         release build into a venv with the `bench` extra, run $BENCH $BENCH_ARGS
+#   tools/ci.sh bench-chroots the same on Debian's interpreters in their chroots (PY=python3.15)
 #   tools/ci.sh plot          bench_portal.py (full run + RSS at several task counts), then
 #                             benches/plot.py: the PNGs and their data in docs/performance/
 #   tools/ci.sh clean         delete $ANYWAIT_CACHE and the repository's build output
@@ -138,6 +139,28 @@ bench() {
   done
 }
 
+# The benchmarks on Debian's interpreters (PY=python3.15 picks one): a release build staged
+# in its chroot, each $BENCH run there with the peers the chroot has (Debian's greenlet).
+bench_chroots() {
+  log "bench-chroots"
+  local t s i b rc PROFILE=release
+  mkdir -p "$(dirname "$BASE")" && exec 9>"$BASE.lock"
+  flock -n 9 || { echo "waiting for another run using $BASE"; flock -w 3600 9; }
+  setup_chroots
+  for t in $(selected_targets); do
+    IFS=: read -r s i _ <<<"$t"
+    case " $BROKEN_SUITES " in *" $s "*) record "bench:$s:$i" 1 "the $s chroot could not be set up"; continue ;; esac
+    build_target "$s" "$i" || { record "bench:$s:$i" 1 "build failed"; continue; }
+    for b in $BENCH; do
+      # shellcheck disable=SC2086
+      timed "$s:$i python $b $BENCH_ARGS" in_tree "$s" "$i" "$i" "$b" $BENCH_ARGS
+      rc=$?
+      record "bench:$s:$i:$(basename "$b" .py)" "$rc"
+    done
+  done
+  exec 9>&-
+}
+
 # The pictures of docs/performance.md: one full bench_portal.py run, RSS runs at several
 # task counts, then benches/plot.py. The JSON the pictures come from is kept beside them.
 PLOT_RSS_TASKS=${PLOT_RSS_TASKS:-"1000 3000 10000 30000"}
@@ -190,6 +213,7 @@ case $cmd in
   dist) lock_cache; dist ;;
   demo) lock_cache; demo ;;
   bench) lock_cache; bench ;;
+  bench-chroots) lock_cache; bench_chroots ;;
   plot) lock_cache; plot ;;
   clean) lock_cache; clean; exit 0 ;;
   distclean) lock_cache; clean; bash "$ROOT/tools/interpreters.sh" clean; exit $? ;;

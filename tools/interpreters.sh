@@ -22,10 +22,17 @@
 #           Only /proc is mounted inside a chroot, while apt or the tests run; what this run
 #           mounted is unmounted again, on exit too (trap). If a suite in OPTIONAL_SUITES (testing) cannot be set up,
 #           its targets are SKIPPED with a loud line; any other missing interpreter FAILS.
+# arm64   : a suite named SUITE-arm64 (trixie-arm64: python3.13) is a Debian arm64 chroot run
+#           under emulation (qemu-user-static, registered with binfmt_misc with the F flag,
+#           so nothing of qemu is needed inside). The extension is compiled INSIDE it, with
+#           Debian's own cargo against its own headers (the host's rustup has no aarch64
+#           std). Only the fiber and portal suites run there ($FOREIGN_TESTS) unless
+#           FOREIGN_TESTS=tests (`make test-aarch64`): the whole suite under emulation.
 #
 # Knobs (environment): PY (only targets whose version, interpreter or suite equals it),
 # PROFILE (dev|release), HOST_PYTHONS, CHROOT_TARGETS, CHROOT_PKGS, OPTIONAL_SUITES,
-# ANYWAIT_CHROOTS, ANYWAIT_CACHE, DEBIAN_MIRROR, TEST_TIMEOUT, PYTEST_ARGS (appended).
+# FOREIGN_TESTS, ANYWAIT_CHROOTS, ANYWAIT_CACHE, DEBIAN_MIRROR, TEST_TIMEOUT,
+# PYTEST_ARGS (appended).
 
 # shellcheck source=tools/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -36,7 +43,10 @@ HOST_PYTHONS=${HOST_PYTHONS:-"3.11.7 3.12.1 3.13.0"}
 CHROOT_TARGETS=${CHROOT_TARGETS:-"bookworm:python3.11d:python3.11-dbg,python3.11-dev
   trixie:python3.13:python3.13,python3.13-dev trixie:python3.13d:python3.13-dbg,python3.13-dev
   testing:python3.14:python3.14,python3.14-dev testing:python3.14d:python3.14-dbg,python3.14-dev
-  testing:python3.15:python3.15,python3.15-dev testing:python3.15d:python3.15-dbg,python3.15-dev"}
+  testing:python3.15:python3.15,python3.15-dev testing:python3.15d:python3.15-dbg,python3.15-dev
+  trixie-arm64:python3.13:python3.13,python3.13-dev,cargo,rustc,gcc,libc6-dev"}
+# What runs in a foreign-architecture (emulated) chroot: the core, or `tests` for all.
+FOREIGN_TESTS=${FOREIGN_TESTS:-"tests/test_fiber_*.py tests/test_portal_*.py"}
 # Into every chroot: Debian's pytest, and the test suite's optional loops and peers. trio and
 # anyio are pure Python, so the debug interpreters get them too; uvloop and greenlet are built
 # for the suite's default release interpreter only (the tests skip what does not import).
@@ -95,6 +105,9 @@ run_host() {
 # ---- chroots -----------------------------------------------------------------------------
 
 root_of() { echo "$BASE/chroot-$1"; }
+suite_arch() { case $1 in *-arm64) echo arm64 ;; *) echo "" ;; esac; }  # "" = the host's
+suite_dist() { echo "${1%-arm64}"; }
+any_foreign_suite() { local s; for s in $(suites); do [ -n "$(suite_arch "$s")" ] && return 0; done; return 1; }
 mounts_under() { findmnt -rn -o TARGET 2>/dev/null | grep -E "^$1(/|$)" | sort -r || true; }
 umount_under() { local m; for m in $(mounts_under "$1"); do umount "$m" 2>/dev/null || umount -l "$m"; done; }
 # Only what this run mounted is unmounted again (someone may be working in a chroot by hand).
@@ -138,14 +151,25 @@ chroot_ready() { # suite pkgs... -> 0 if the chroot has them all (per its marker
 }
 
 setup_host_tools() {
-  command -v debootstrap >/dev/null && return 0
-  [ "$(id -u)" -eq 0 ] || { echo "debootstrap is missing and this is not root: cannot set up chroots"; return 1; }
-  timed "apt-get install debootstrap (host)" quiet "$LOGS/apt-host.log" \
-    sh -c 'apt-get update -q && apt-get install -y -q debootstrap'
+  local need="" conf=/usr/lib/binfmt.d/qemu-aarch64.conf
+  command -v debootstrap >/dev/null || need=debootstrap
+  if any_foreign_suite && ! [ -f "$conf" ]; then need="$need qemu-user-static"; fi
+  if [ -n "$need" ]; then
+    [ "$(id -u)" -eq 0 ] || { echo "$need missing and this is not root: cannot set up chroots"; return 1; }
+    timed "apt-get install$need (host)" quiet "$LOGS/apt-host.log" \
+      sh -c "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need" || return 1
+  fi
+  any_foreign_suite || return 0
+  # Register the emulator with the kernel (F: opened now, so it also runs inside chroots).
+  [ -f /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && return 0
+  mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||
+    { echo "cannot mount binfmt_misc: no arm64 emulation"; return 1; }
+  cat "$conf" >/proc/sys/fs/binfmt_misc/register || { echo "cannot register qemu-aarch64 with binfmt_misc"; return 1; }
+  note "registered $(sed -n 's/^interpreter //p' /proc/sys/fs/binfmt_misc/qemu-aarch64) for aarch64 binaries"
 }
 
 setup_chroot() { # suite
-  local suite=$1 root pkgs rc; root=$(root_of "$1")
+  local suite=$1 root pkgs rc arch; root=$(root_of "$1") arch=$(suite_arch "$1")
   mapfile -t pkgs < <(pkgs_for "$suite" | awk 'NF && !seen[$0]++')
   if chroot_ready "$suite" "${pkgs[@]}"; then note "chroot $suite ready ($root)"; return 0; fi
   [ "$(id -u)" -eq 0 ] || { echo "chroot $suite needs setting up, which needs root"; return 1; }
@@ -154,7 +178,7 @@ setup_chroot() { # suite
     rm -rf "$root"
     # shellcheck disable=SC2086
     timed "debootstrap $suite" quiet "$LOGS/debootstrap-$suite.log" \
-      debootstrap --variant=minbase "$suite" "$root" $DEBIAN_MIRROR || return 1
+      debootstrap --variant=minbase ${arch:+--arch "$arch"} "$(suite_dist "$suite")" "$root" $DEBIAN_MIRROR || return 1
     touch "$root/.debootstrap-ok"
   fi
   # testing/sid Release files carry Valid-Until and the archive served here can be older than
@@ -208,10 +232,33 @@ build_cross() { # suite interpreter : compile on the host for the chroot's inter
   cp "$tdir/$(profile_dir "$PROFILE")/lib_anywait.so" "$run/python/anywait/_anywait$suffix"
 }
 
+build_native() { # suite interpreter : compile inside the chroot with its own cargo (emulated arm64)
+  local suite=$1 interp=$2 root src run stdlib include suffix scd version rc
+  root=$(root_of "$suite") src=$(root_of "$suite")/opt/anywait-src run=$(root_of "$suite")/opt/anywait/$interp
+  read -r stdlib include suffix scd version < <(chroot_pyinfo "$root" "$interp")
+  [ -n "$version" ] || { echo "cannot run $interp in the $suite chroot"; return 1; }
+  note "$interp is CPython $version ($(in_chroot "$root" uname -m)); EXT_SUFFIX $suffix; $(in_chroot "$root" cargo --version)"
+  rm -rf "$src" && mkdir -p "$src/.cargo" && cp -r "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" "$ROOT/crates" "$src/" || return 1
+  # The crates come from the host's cargo (cargo vendor), so the emulated build never
+  # goes online: no index download under emulation, and no TLS set-up in the chroot.
+  ( cd "$ROOT" && cargo vendor -q --locked "$src/vendor" >/dev/null ) || { echo "cargo vendor failed"; return 1; }
+  printf '[source.crates-io]\nreplace-with = "vendored"\n[source.vendored]\ndirectory = "vendor"\n' \
+    >"$src/.cargo/config.toml"
+  mount_proc "$root" || return 1
+  # The target directory stays in the chroot, so a second run rebuilds only what changed.
+  in_chroot "$root" sh -c "cd /opt/anywait-src && CARGO_HOME=/opt/cargo-home \
+    CARGO_TARGET_DIR=/opt/anywait-target/$interp PYO3_PYTHON=/usr/bin/$interp PYO3_BUILD_EXTENSION_MODULE=1 \
+    cargo build --offline --locked -p anywait-py --lib $(cargo_profile_args "$PROFILE")"; rc=$?
+  release_mounts "$root"
+  [ $rc -eq 0 ] || return 1
+  stage_tree "$run" || return 1
+  cp "$root/opt/anywait-target/$interp/$(profile_dir "$PROFILE")/lib_anywait.so" "$run/python/anywait/_anywait$suffix"
+}
+
 stage_tree() { # dir : a mirror of what the tests need from the repository, without build output
   local dest=$1 f
   rm -rf "$dest" && mkdir -p "$dest/python" || return 1
-  for f in pyproject.toml README.md tests examples docs; do
+  for f in pyproject.toml README.md tests examples docs benches; do
     [ -e "$ROOT/$f" ] && { cp -r "$ROOT/$f" "$dest/" || return 1; }
   done
   cp -r "$ROOT/python/anywait" "$dest/python/" || return 1
@@ -222,7 +269,9 @@ stage_tree() { # dir : a mirror of what the tests need from the repository, with
 }
 
 test_chroot() { # suite interpreter
-  local root rc; root=$(root_of "$1")
+  local root rc which=""; root=$(root_of "$1")
+  # Under emulation: the chosen tests, and the slowest named, to keep the CI budget in view.
+  [ -n "$(suite_arch "$1")" ] && which="$FOREIGN_TESTS --durations=15"
   mount_proc "$root" || return 1
   in_chroot "$root" sh -c "cd /opt/anywait/$2 && PYTHONPATH=python $2 -c 'import anywait._anywait as m; print(\"  testing\", m.__file__)'" || true
   # shellcheck disable=SC2086
@@ -230,9 +279,27 @@ test_chroot() { # suite interpreter
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PYTHONDONTWRITEBYTECODE=1 \
     PYTHONPATH="/opt/anywait/$2/python" ANYWAIT_PEER_WHEELS="/opt/anywait/$2/peers" \
     ANYWAIT_REQUIRE_PEERS="${ANYWAIT_REQUIRE_PEERS:-}" \
-    sh -c "cd /opt/anywait/$2 && exec $2 -X dev -m pytest -p no:cacheprovider $PYTEST_ARGS"; rc=$?
+    sh -c "cd /opt/anywait/$2 && exec $2 -X dev -m pytest -p no:cacheprovider $which $PYTEST_ARGS"; rc=$?
   release_mounts "$root"
   return $rc
+}
+
+in_tree() { # suite interpreter cmd... : run cmd in the chroot's staged tree, /proc mounted
+  local root=$(root_of "$1") interp=$2 rc; shift 2
+  mount_proc "$root" || return 1
+  timeout --foreground -k 30 "$(budget_timeout)" chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONPATH="/opt/anywait/$interp/python" sh -c 'cd "$0" && exec "$@"' "/opt/anywait/$interp" "$@"; rc=$?
+  release_mounts "$root"
+  return $rc
+}
+
+build_target() { # suite interpreter : the extension for it, staged in its chroot
+  if [ -n "$(suite_arch "$1")" ]; then
+    timed "build $1:$2 (cargo in the chroot, $PROFILE)" build_native "$1" "$2"
+  else
+    timed "build $1:$2 (host cargo, $PROFILE)" build_cross "$1" "$2"
+  fi
 }
 
 chroot_target() { # suite interpreter
@@ -247,7 +314,7 @@ chroot_target() { # suite interpreter
       return ;;
   esac
   over_budget "$name" && return
-  timed "build $name (host cargo, $PROFILE)" build_cross "$s" "$i" || { record "$name" 1 "build failed"; return; }
+  build_target "$s" "$i" || { record "$name" 1 "build failed"; return; }
   timed "pytest $name" test_chroot "$s" "$i"; rc=$?
   record "$name" $rc "$(pytest_verdict $rc)"
 }
