@@ -144,21 +144,19 @@ bench() {
 bench_chroots() {
   log "bench-chroots"
   local t s i b rc PROFILE=release
-  mkdir -p "$(dirname "$BASE")" && exec 9>"$BASE.lock"
-  flock -n 9 || { echo "waiting for another run using $BASE"; flock -w 3600 9; }
+  lock_chroots
   setup_chroots
   for t in $(selected_targets); do
     IFS=: read -r s i _ <<<"$t"
     case " $BROKEN_SUITES " in *" $s "*) record "bench:$s:$i" 1 "the $s chroot could not be set up"; continue ;; esac
     build_target "$s" "$i" || { record "bench:$s:$i" 1 "build failed"; continue; }
     for b in $BENCH; do
-      # shellcheck disable=SC2086
-      timed "$s:$i python $b $BENCH_ARGS" in_tree "$s" "$i" "$i" "$b" $BENCH_ARGS
+      timed "$s:$i python $b $BENCH_ARGS" in_tree "$s" "$i" "exec $i $b $BENCH_ARGS"
       rc=$?
       record "bench:$s:$i:$(basename "$b" .py)" "$rc"
     done
   done
-  exec 9>&-
+  unlock_chroots
 }
 
 # The pictures of docs/performance.md: one full bench_portal.py run, RSS runs at several

@@ -268,30 +268,24 @@ stage_tree() { # dir : a mirror of what the tests need from the repository, with
     -exec rm -rf {} +
 }
 
-test_chroot() { # suite interpreter
-  local root rc which=""; root=$(root_of "$1")
-  # Under emulation: the chosen tests, and the slowest named, to keep the CI budget in view.
-  [ -n "$(suite_arch "$1")" ] && which="$FOREIGN_TESTS --durations=15"
+in_tree() { # suite interpreter command : run the shell command (expanded inside the chroot,
+  # globs included) in the chroot's staged tree for interpreter, /proc mounted
+  local root rc; root=$(root_of "$1")
   mount_proc "$root" || return 1
-  in_chroot "$root" sh -c "cd /opt/anywait/$2 && PYTHONPATH=python $2 -c 'import anywait._anywait as m; print(\"  testing\", m.__file__)'" || true
-  # shellcheck disable=SC2086
   timeout --foreground -k 30 "$(budget_timeout)" chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONPATH="/opt/anywait/$2/python" ANYWAIT_PEER_WHEELS="/opt/anywait/$2/peers" \
-    ANYWAIT_REQUIRE_PEERS="${ANYWAIT_REQUIRE_PEERS:-}" \
-    sh -c "cd /opt/anywait/$2 && exec $2 -X dev -m pytest -p no:cacheprovider $which $PYTEST_ARGS"; rc=$?
+    PYTHONPATH="/opt/anywait/$2/python" sh -c "cd /opt/anywait/$2 && $3"; rc=$?
   release_mounts "$root"
   return $rc
 }
 
-in_tree() { # suite interpreter cmd... : run cmd in the chroot's staged tree, /proc mounted
-  local root=$(root_of "$1") interp=$2 rc; shift 2
-  mount_proc "$root" || return 1
-  timeout --foreground -k 30 "$(budget_timeout)" chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
-    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONPATH="/opt/anywait/$interp/python" sh -c 'cd "$0" && exec "$@"' "/opt/anywait/$interp" "$@"; rc=$?
-  release_mounts "$root"
-  return $rc
+test_chroot() { # suite interpreter
+  local which=""
+  # Under emulation: the chosen tests, and the slowest named, to keep the CI budget in view.
+  [ -n "$(suite_arch "$1")" ] && which="$FOREIGN_TESTS --durations=15"
+  in_tree "$1" "$2" "$2 -c 'import anywait._anywait as m; print(\"  testing\", m.__file__)'" || true
+  in_tree "$1" "$2" "ANYWAIT_PEER_WHEELS=/opt/anywait/$2/peers ANYWAIT_REQUIRE_PEERS=${ANYWAIT_REQUIRE_PEERS:-} \
+    exec $2 -X dev -m pytest -p no:cacheprovider $which $PYTEST_ARGS"
 }
 
 build_target() { # suite interpreter : the extension for it, staged in its chroot
@@ -319,14 +313,19 @@ chroot_target() { # suite interpreter
   record "$name" $rc "$(pytest_verdict $rc)"
 }
 
+lock_chroots() { # one run at a time uses $BASE (fd 9 until unlock_chroots)
+  mkdir -p "$(dirname "$BASE")" && exec 9>"$BASE.lock"
+  flock -n 9 || { echo "waiting for another run using $BASE"; flock -w 3600 9; }
+}
+unlock_chroots() { exec 9>&-; }
+
 run_chroots() {
   local t s i
   [ -n "$(selected_targets)" ] || { note "no chroot interpreter matches PY=$PY"; return 0; }
-  mkdir -p "$(dirname "$BASE")" && exec 9>"$BASE.lock"
-  flock -n 9 || { echo "waiting for another run using $BASE"; flock -w 3600 9; }
+  lock_chroots
   setup_chroots
   for t in $(selected_targets); do IFS=: read -r s i _ <<<"$t"; chroot_target "$s" "$i"; done
-  exec 9>&-
+  unlock_chroots
 }
 
 cleanup_mounts() { release_mounts; }
