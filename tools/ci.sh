@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # ci.sh - what the Makefile runs. One process per command, so one summary per run:
 #
-#   tools/ci.sh test          lint + test-host + docs + test-chroots (the whole suite; `make test`, .ci/run)
+#   tools/ci.sh test          lint + test-host + docs + test-chroots + dist (the whole suite; `make test`, .ci/run)
 #   tools/ci.sh lint          cargo fmt/clippy, cargo test -p anywait-fiber, ruff check/format, mypy
 #   tools/ci.sh docs          the API reference (docs/api) with Sphinx, warnings as errors
 #   tools/ci.sh test-host     pytest on the pyenv interpreters (PY=3.12.1 picks one)
 #   tools/ci.sh test-chroots  pytest on the Debian interpreters in chroots (PY=python3.15d or PY=trixie)
-#   tools/ci.sh dist          sdist + a wheel per host interpreter, checked and smoke-tested (tools/dist.sh)
+#   tools/ci.sh dist          sdist + a wheel per CPython version and architecture, checked and smoke-tested (tools/dist.sh)
 #   tools/ci.sh demo          release build into a venv, run examples/demo.py
 #   tools/ci.sh bench         release build into a venv with the `bench` extra, run $BENCH $BENCH_ARGS
 #   tools/ci.sh bench-chroots the same on Debian's interpreters in their chroots (PY=python3.15)
@@ -203,7 +203,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 cmd=${1:-help}
 case $cmd in
-  test) lock_cache; lint; timed "fetch peers' wheels" fetch_peers; record peers $?; run_host; docs; dist; run_chroots ;;
+  test) lock_cache; lint; timed "fetch peers' wheels" fetch_peers; record peers $?; run_host; docs; run_chroots; dist ;;
   lint) lock_cache; lint ;;
   test-host) lock_cache; fetch_peers; run_host ;;
   test-chroots) lock_cache; fetch_peers; run_chroots ;;

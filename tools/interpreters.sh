@@ -24,9 +24,13 @@
 #           its targets are SKIPPED with a loud line; any other missing interpreter FAILS.
 # arm64   : a suite named SUITE-arm64 (trixie-arm64: python3.13) is a Debian arm64 chroot run
 #           under emulation (qemu-user-static, registered with binfmt_misc with the F flag,
-#           so nothing of qemu is needed inside). The extension is compiled INSIDE it, with
-#           Debian's own cargo against its own headers (the host's rustup has no aarch64
-#           std). Only the fiber and portal suites run there ($FOREIGN_TESTS) unless
+#           so nothing of qemu is needed inside). The extension is CROSS-COMPILED for it in the
+#           chroot of the same Debian suite for the host's architecture (its "builder": trixie),
+#           with Debian's cargo, its aarch64 standard library and aarch64-linux-gnu-gcc, against
+#           the arm64 interpreter's headers and sysconfigdata copied over (the host's rustup has
+#           no aarch64 std; compiling under emulation took 11 minutes, this takes seconds).
+#           build.rs runs its layout dump, linked statically, under the emulator. Only the
+#           fiber suites and a part of the portal ones run there ($FOREIGN_TESTS) unless
 #           FOREIGN_TESTS=tests (`make test-aarch64`): the whole suite under emulation.
 #
 # Knobs (environment): PY (only targets whose version, interpreter or suite equals it),
@@ -39,12 +43,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 BASE=${ANYWAIT_CHROOTS:-/var/tmp/anywait-interpreters}
 HOST_PYTHONS=${HOST_PYTHONS:-"3.11.7 3.12.1 3.13.0"}
-# suite:interpreter:debian-packages(comma-separated)
+# suite:interpreter:debian-packages(comma-separated); -venv where make dist smoke-tests a wheel
 CHROOT_TARGETS=${CHROOT_TARGETS:-"bookworm:python3.11d:python3.11-dbg,python3.11-dev
   trixie:python3.13:python3.13,python3.13-dev trixie:python3.13d:python3.13-dbg,python3.13-dev
-  testing:python3.14:python3.14,python3.14-dev testing:python3.14d:python3.14-dbg,python3.14-dev
-  testing:python3.15:python3.15,python3.15-dev testing:python3.15d:python3.15-dbg,python3.15-dev
-  trixie-arm64:python3.13:python3.13,python3.13-dev,cargo,rustc,gcc,libc6-dev"}
+  testing:python3.14:python3.14,python3.14-dev,python3.14-venv testing:python3.14d:python3.14-dbg,python3.14-dev
+  testing:python3.15:python3.15,python3.15-dev,python3.15-venv testing:python3.15d:python3.15-dbg,python3.15-dev
+  trixie-arm64:python3.13:python3.13,python3.13-dev,python3.13-venv"}
+# Into the builder chroot of each foreign suite (see arm64 above): the cross toolchain.
+CROSS_PKGS=${CROSS_PKGS:-"cargo rustc libstd-rust-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross"}
 # What runs in a foreign-architecture (emulated) chroot: the core, or `tests` for all.
 FOREIGN_TESTS=${FOREIGN_TESTS:-"tests/test_fiber_*.py tests/test_portal_*.py"}
 # Into every chroot: Debian's pytest, and the test suite's optional loops and peers. trio and
@@ -106,6 +112,7 @@ run_host() {
 
 root_of() { echo "$BASE/chroot-$1"; }
 suite_arch() { case $1 in *-arm64) echo arm64 ;; *) echo "" ;; esac; }  # "" = the host's
+suite_machine() { case $1 in *-arm64) echo aarch64 ;; *) uname -m ;; esac; }  # as `uname -m` says inside
 suite_dist() { echo "${1%-arm64}"; }
 any_foreign_suite() { local s; for s in $(suites); do [ -n "$(suite_arch "$s")" ] && return 0; done; return 1; }
 mounts_under() { findmnt -rn -o TARGET 2>/dev/null | grep -E "^$1(/|$)" | sort -r || true; }
@@ -133,10 +140,19 @@ selected_targets() { # the CHROOT_TARGETS entries PY selects
   local t s i
   for t in $CHROOT_TARGETS; do IFS=: read -r s i _ <<<"$t"; selected "$s" "$i" "$s:$i" && echo "$t"; done
 }
-suites() { selected_targets | cut -d: -f1 | awk '!seen[$0]++'; }
+builder_of() { suite_dist "$1"; }  # the host-architecture chroot that compiles for a foreign suite
+target_suites() { selected_targets | cut -d: -f1 | awk '!seen[$0]++'; }
+suites() { # the chroots to set up: the selected targets' and, before a foreign one, its builder's
+  local s
+  for s in $(target_suites); do [ -n "$(suite_arch "$s")" ] && builder_of "$s"; echo "$s"; done | awk '!seen[$0]++'
+}
+builds_for() { # suite -> 0 if it is the builder of a selected foreign suite
+  local s; for s in $(target_suites); do [ -n "$(suite_arch "$s")" ] && [ "$(builder_of "$s")" = "$1" ] && return 0; done; return 1
+}
 pkgs_for() { # suite -> its Debian packages, one a line
   local t s p
   for t in $(selected_targets); do IFS=: read -r s _ p <<<"$t"; [ "$s" = "$1" ] && tr ',' '\n' <<<"$p"; done
+  builds_for "$1" && tr ' ' '\n' <<<"$CROSS_PKGS"
   tr ' ' '\n' <<<"$CHROOT_PKGS"
 }
 
@@ -169,7 +185,7 @@ setup_host_tools() {
 }
 
 setup_chroot() { # suite
-  local suite=$1 root pkgs rc arch; root=$(root_of "$1") arch=$(suite_arch "$1")
+  local suite=$1 root pkgs rc arch foreign; root=$(root_of "$1") arch=$(suite_arch "$1")
   mapfile -t pkgs < <(pkgs_for "$suite" | awk 'NF && !seen[$0]++')
   if chroot_ready "$suite" "${pkgs[@]}"; then note "chroot $suite ready ($root)"; return 0; fi
   [ "$(id -u)" -eq 0 ] || { echo "chroot $suite needs setting up, which needs root"; return 1; }
@@ -187,8 +203,11 @@ setup_chroot() { # suite
     >"$root/etc/apt/apt.conf.d/99anywait-ci"
   cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
   mount_proc "$root" || return 1
+  # A package of another architecture (the cross toolchain's libstd-rust-dev:arm64) needs
+  # that architecture known to dpkg first.
+  foreign=$(printf '%s\n' "${pkgs[@]}" | sed -n 's/.*:\([a-z0-9]*\)$/\1/p' | sort -u | sed 's/^/dpkg --add-architecture /; s/$/ \&\&/' | tr '\n' ' ')
   timed "apt-get install in $suite" quiet "$LOGS/apt-$suite.log" in_chroot "$root" sh -c \
-    "apt-get update -q && apt-get install -y -q ${pkgs[*]} && apt-get clean"; rc=$?
+    "$foreign apt-get update -q && apt-get install -y -q ${pkgs[*]} && apt-get clean"; rc=$?
   release_mounts "$root"
   [ $rc -eq 0 ] || return 1
   { [ -f "$root/.ci-ready" ] && tr ' ' '\n' <"$root/.ci-ready"; printf '%s\n' "${pkgs[@]}"; } |
@@ -214,45 +233,72 @@ except AttributeError: n = "_sysconfigdata_%s_%s_%s" % (sys.abiflags, sys.platfo
 print(s.get_path("stdlib"), s.get_path("include"), s.get_config_var("EXT_SUFFIX"), n, sys.version.split()[0])'
 }
 
+cross_env() { # suite interpreter -> the PyO3 cross settings (VAR=value words, for env) that
+  # build on the host for the chroot's interpreter: its sysconfigdata, and its headers for build.rs
+  local root stdlib include suffix scd version
+  root=$(root_of "$1")
+  read -r stdlib include suffix scd version < <(chroot_pyinfo "$root" "$2")
+  [ -n "$version" ] || { echo "cannot run $2 in the $1 chroot" >&2; return 1; }
+  [ -f "$root$include/Python.h" ] || { echo "no Python.h in $root$include (is the -dev package installed?)" >&2; return 1; }
+  echo "PYO3_BUILD_EXTENSION_MODULE=1 PYO3_CROSS_LIB_DIR=$root$stdlib _PYTHON_SYSCONFIGDATA_NAME=$scd ANYWAIT_PYTHON_INCLUDE=$root$include"
+}
+
 build_cross() { # suite interpreter : compile on the host for the chroot's interpreter, stage a tree
-  local suite=$1 interp=$2 root stdlib include suffix scd version tdir run
+  local suite=$1 interp=$2 root suffix version tdir run settings
   root=$(root_of "$suite") tdir=$CACHE/target/$suite-$interp run=$(root_of "$suite")/opt/anywait/$interp
-  read -r stdlib include suffix scd version < <(chroot_pyinfo "$root" "$interp")
-  [ -n "$version" ] || { echo "cannot run $interp in the $suite chroot"; return 1; }
-  [ -f "$root$include/Python.h" ] || { echo "no Python.h in $root$include (is the -dev package installed?)"; return 1; }
-  note "$interp is CPython $version; EXT_SUFFIX $suffix; $scd; headers $include"
-  # shellcheck disable=SC2046  # the profile flags are meant to split
+  settings=$(cross_env "$suite" "$interp") || return 1
+  read -r _ _ suffix _ version < <(chroot_pyinfo "$root" "$interp")
+  note "$interp is CPython $version; EXT_SUFFIX $suffix; $settings"
   # Clippy too: the 3.14 and 3.15 code paths are compiled nowhere else (the lint step
   # only has the host's interpreters).
-  ( cd "$ROOT" && export PYO3_BUILD_EXTENSION_MODULE=1 PYO3_CROSS_LIB_DIR="$root$stdlib" \
-      _PYTHON_SYSCONFIGDATA_NAME="$scd" ANYWAIT_PYTHON_INCLUDE="$root$include" CARGO_TARGET_DIR="$tdir" &&
+  # shellcheck disable=SC2046,SC2086  # the settings and the profile flags are meant to split
+  ( cd "$ROOT" && export $settings CARGO_TARGET_DIR="$tdir" &&
     cargo build -p anywait-py --lib $(cargo_profile_args "$PROFILE") &&
     cargo clippy -q -p anywait-py --lib -- -D warnings ) || return 1
   stage_tree "$run" || return 1
   cp "$tdir/$(profile_dir "$PROFILE")/lib_anywait.so" "$run/python/anywait/_anywait$suffix"
 }
 
-build_native() { # suite interpreter : compile inside the chroot with its own cargo (emulated arm64)
-  local suite=$1 interp=$2 root src run stdlib include suffix scd version rc
-  root=$(root_of "$suite") src=$(root_of "$suite")/opt/anywait-src run=$(root_of "$suite")/opt/anywait/$interp
+vendor_into() { # dir : the workspace's crates (cargo vendor, on the host) in dir/vendor, and a
+  # dir/.cargo/config.toml that makes every cargo run at or below dir use them. So a build in an
+  # emulated chroot never goes online: no index download under emulation, no TLS set-up there.
+  mkdir -p "$1/.cargo" && rm -rf "$1/vendor" || return 1
+  ( cd "$ROOT" && cargo vendor -q --locked "$1/vendor" >/dev/null ) || { echo "cargo vendor failed"; return 1; }
+  printf '[source.crates-io]\nreplace-with = "vendored"\n[source.vendored]\ndirectory = "vendor"\n' \
+    >"$1/.cargo/config.toml"
+}
+
+build_foreign() { # suite interpreter : cross-compile in the suite's builder chroot (see arm64)
+  local suite=$1 interp=$2 root broot run stdlib include suffix scd version sysroot src tdir triple multi rc
+  root=$(root_of "$suite") broot=$(root_of "$(builder_of "$suite")") run=$(root_of "$suite")/opt/anywait/$interp
   read -r stdlib include suffix scd version < <(chroot_pyinfo "$root" "$interp")
   [ -n "$version" ] || { echo "cannot run $interp in the $suite chroot"; return 1; }
-  note "$interp is CPython $version ($(in_chroot "$root" uname -m)); EXT_SUFFIX $suffix; $(in_chroot "$root" cargo --version)"
-  rm -rf "$src" && mkdir -p "$src/.cargo" && cp -r "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" "$ROOT/crates" "$src/" || return 1
-  # The crates come from the host's cargo (cargo vendor), so the emulated build never
-  # goes online: no index download under emulation, and no TLS set-up in the chroot.
-  ( cd "$ROOT" && cargo vendor -q --locked "$src/vendor" >/dev/null ) || { echo "cargo vendor failed"; return 1; }
-  printf '[source.crates-io]\nreplace-with = "vendored"\n[source.vendored]\ndirectory = "vendor"\n' \
-    >"$src/.cargo/config.toml"
-  mount_proc "$root" || return 1
-  # The target directory stays in the chroot, so a second run rebuilds only what changed.
-  in_chroot "$root" sh -c "cd /opt/anywait-src && CARGO_HOME=/opt/cargo-home \
-    CARGO_TARGET_DIR=/opt/anywait-target/$interp PYO3_PYTHON=/usr/bin/$interp PYO3_BUILD_EXTENSION_MODULE=1 \
-    cargo build --offline --locked -p anywait-py --lib $(cargo_profile_args "$PROFILE")"; rc=$?
-  release_mounts "$root"
+  [ -f "$root$include/Python.h" ] || { echo "no Python.h in $root$include (is the -dev package installed?)"; return 1; }
+  triple=$(suite_machine "$suite")-unknown-linux-gnu
+  sysroot=/opt/anywait-cross/$suite-$interp src=/opt/anywait-cross/src tdir=/opt/anywait-target/$suite-$interp
+  note "$interp is CPython $version ($(in_chroot "$root" uname -m)); EXT_SUFFIX $suffix; \
+$(in_chroot "$broot" cargo --version) in $(builder_of "$suite"), --target $triple"
+  # What PyO3 and build.rs read of the target interpreter: its headers (with the multiarch
+  # pyconfig.h beside them) and its sysconfigdata.
+  multi=/usr/include/$(suite_machine "$suite")-linux-gnu/$(basename "$include")
+  rm -rf "${broot:?}$sysroot" && mkdir -p "$broot$sysroot$stdlib" "$broot$sysroot$(dirname "$include")" || return 1
+  cp -r "$root$include" "$broot$sysroot$include" && cp "$root$stdlib/$scd.py" "$broot$sysroot$stdlib/" || return 1
+  if [ -d "$root$multi" ]; then
+    mkdir -p "$broot$sysroot$(dirname "$multi")" && cp -r "$root$multi" "$broot$sysroot$multi" || return 1
+  fi
+  rm -rf "${broot:?}$src" && mkdir -p "$broot$src" && cp -r "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" "$ROOT/crates" "$broot$src/" || return 1
+  vendor_into "$broot$src" || return 1
+  mount_proc "$broot" || return 1
+  # The target directory stays in the builder chroot, so a second run rebuilds only what changed.
+  in_chroot "$broot" sh -c "cd $src && CARGO_HOME=/opt/cargo-home CARGO_TARGET_DIR=$tdir \
+    PYO3_BUILD_EXTENSION_MODULE=1 PYO3_CROSS_LIB_DIR=$sysroot$stdlib _PYTHON_SYSCONFIGDATA_NAME=$scd \
+    ANYWAIT_PYTHON_INCLUDE=$sysroot$include \
+    CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$triple")_LINKER=$(suite_machine "$suite")-linux-gnu-gcc \
+    cargo build --offline --locked -p anywait-py --lib --target $triple $(cargo_profile_args "$PROFILE")"; rc=$?
+  release_mounts "$broot"
   [ $rc -eq 0 ] || return 1
   stage_tree "$run" || return 1
-  cp "$root/opt/anywait-target/$interp/$(profile_dir "$PROFILE")/lib_anywait.so" "$run/python/anywait/_anywait$suffix"
+  cp "$broot$tdir/$triple/$(profile_dir "$PROFILE")/lib_anywait.so" "$run/python/anywait/_anywait$suffix"
 }
 
 stage_tree() { # dir : a mirror of what the tests need from the repository, without build output
@@ -290,7 +336,7 @@ test_chroot() { # suite interpreter
 
 build_target() { # suite interpreter : the extension for it, staged in its chroot
   if [ -n "$(suite_arch "$1")" ]; then
-    timed "build $1:$2 (cargo in the chroot, $PROFILE)" build_native "$1" "$2"
+    timed "build $1:$2 (Debian cargo in $(builder_of "$1"), cross, $PROFILE)" build_foreign "$1" "$2"
   else
     timed "build $1:$2 (host cargo, $PROFILE)" build_cross "$1" "$2"
   fi

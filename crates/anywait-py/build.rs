@@ -65,22 +65,33 @@ fn main() {
 
 /// Compiles `csrc/layout_dump.c` against the target's headers, runs it, and writes the
 /// layout table it prints to `$OUT_DIR/layout_words.rs` (a `[c_long; N]` literal).
-/// The target is always the build machine's own architecture (64-bit Linux), so the
-/// program runs here.
+/// The program is built for the target, since the table is the target's layout. When that
+/// is another architecture (the aarch64 build cross-compiled on x86_64), it is linked
+/// statically and runs under the emulator the kernel has registered for it (binfmt_misc),
+/// which needs no loader or C library of the target's installed where it runs.
 fn write_layout_words(build: &cc::Build) {
     println!("cargo:rerun-if-changed=csrc/layout_dump.c");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     let exe = out.join("layout_dump");
-    let status = build
-        .get_compiler()
-        .to_command()
-        .arg("csrc/layout_dump.c")
-        .arg("-o")
-        .arg(&exe)
-        .status()
-        .expect("cannot run the C compiler");
+    let cross = env::var("HOST").ok() != env::var("TARGET").ok();
+    let mut compile = build.get_compiler().to_command();
+    compile.arg("csrc/layout_dump.c").arg("-o").arg(&exe);
+    if cross {
+        compile.arg("-static");
+    }
+    let status = compile.status().expect("cannot run the C compiler");
     assert!(status.success(), "compiling csrc/layout_dump.c failed");
-    let dump = Command::new(&exe).output().expect("cannot run layout_dump");
+    let dump = Command::new(&exe).output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run layout_dump ({e}){}",
+            if cross {
+                ": a cross build runs it for the target, which needs that architecture's \
+                 emulator registered with binfmt_misc (qemu-user-static)"
+            } else {
+                ""
+            }
+        )
+    });
     assert!(dump.status.success(), "layout_dump failed");
     let words = String::from_utf8(dump.stdout).expect("layout_dump printed non-UTF-8");
     std::fs::write(out.join("layout_words.rs"), words).expect("cannot write layout_words.rs");
@@ -92,15 +103,17 @@ fn write_layout_words(build: &cc::Build) {
 /// holding only a link to its multiarch subdirectory.
 fn multiarch_shim(include: &Path) -> Option<PathBuf> {
     let stub = std::fs::read_to_string(include.join("pyconfig.h")).ok()?;
-    let target = stub
+    // The stub names one multiarch directory per architecture, under #if: the target's is
+    // the one whose triple starts with its architecture (and exists beside `include`).
+    let target_arch = env::var("CARGO_CFG_TARGET_ARCH").ok()?;
+    let (arch, real) = stub
         .lines()
         .filter_map(|l| l.trim_start_matches(['#', ' ']).strip_prefix("include <"))
-        .find_map(|rest| rest.strip_suffix("/pyconfig.h>"))?;
-    let arch = target.split('/').next()?;
-    let real = include.parent()?.join(arch);
-    if !real.is_dir() {
-        return None;
-    }
+        .filter_map(|rest| rest.strip_suffix("/pyconfig.h>"))
+        .filter_map(|target| target.split('/').next())
+        .filter(|arch| arch.starts_with(&format!("{target_arch}-")))
+        .map(|arch| (arch, include.parent().map(|p| p.join(arch))))
+        .find_map(|(arch, real)| real.filter(|r| r.is_dir()).map(|r| (arch, r)))?;
     let shim = PathBuf::from(env::var_os("OUT_DIR")?).join("multiarch");
     std::fs::create_dir_all(&shim).ok()?;
     let link = shim.join(arch);
