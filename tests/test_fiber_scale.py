@@ -16,6 +16,7 @@ COUNT = 100_000
 
 
 @pytest.mark.slow
+@pytest.mark.scale
 def test_fibers_created_and_finished_in_turn_keep_memory_flat(
     run_scenario: Callable[..., Any],
 ) -> None:
@@ -24,6 +25,7 @@ def test_fibers_created_and_finished_in_turn_keep_memory_flat(
 
 
 @pytest.mark.slow
+@pytest.mark.scale
 def test_one_hundred_thousand_fibers_can_be_suspended_at_once(
     run_scenario: Callable[..., Any],
 ) -> None:

@@ -366,6 +366,7 @@ def test_bestow_portal_gives_a_waiting_task_a_portal() -> None:
     assert asyncio.run(main()) == (True, 3)
 
 
+@pytest.mark.scale
 def test_ten_thousand_tasks_blocked_in_await__at_once() -> None:
     blocked = 0
 
