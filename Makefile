@@ -25,7 +25,7 @@ lint: ## cargo fmt + clippy, cargo test -p anywait-fiber, ruff check + format, m
 docs: ## the API reference from the docstrings (Sphinx, warnings as errors) into $ANYWAIT_CACHE/docs/html
 	@$(CI_SH) docs
 
-dist: ## sdist + a wheel per host interpreter into dist/, checked (auditwheel, twine) and smoke-tested in fresh venvs
+dist: ## sdist + a wheel per CPython version and architecture (host and chroots) into dist/, checked (auditwheel, twine) and smoke-tested in fresh venvs
 	@$(CI_SH) dist
 
 test-host: ## pytest on pyenv 3.11.7, 3.12.1, 3.13.0 (PY=3.12.1 for one)

@@ -236,6 +236,17 @@ except AttributeError: n = "_sysconfigdata_%s_%s_%s" % (sys.abiflags, sys.platfo
 print(s.get_path("stdlib"), s.get_path("include"), s.get_config_var("EXT_SUFFIX"), n, sys.version.split()[0])'
 }
 
+pyo3_config() { # suite interpreter -> (printed) a PyO3 config file describing the chroot's
+  # interpreter, in pyo3-build-config's format: what maturin and PyO3 read instead of running
+  # it (maturin only runs an interpreter of the host's architecture when it is not cross-compiling)
+  in_chroot "$(root_of "$1")" "$2" -c 'import sys, sysconfig
+v = sysconfig.get_config_var
+flags = [f for f in ("Py_DEBUG", "Py_REF_DEBUG", "Py_TRACE_REFS", "COUNT_ALLOCS", "Py_GIL_DISABLED") if v(f)]
+print("implementation=CPython", "version=%d.%d" % sys.version_info[:2], "shared=%s" % str(bool(v("Py_ENABLE_SHARED"))).lower(),
+      "abi3=false", "pointer_width=%d" % (8 * v("SIZEOF_VOID_P")), "build_flags=" + ",".join(flags),
+      "suppress_build_script_link_lines=false", sep="\n")'
+}
+
 cross_env() { # suite interpreter -> the PyO3 cross settings (VAR=value words, for env) that
   # build on the host for the chroot's interpreter: its sysconfigdata, and its headers for build.rs
   local root stdlib include suffix scd version
@@ -271,32 +282,48 @@ vendor_into() { # dir : the workspace's crates (cargo vendor, on the host) in di
     >"$1/.cargo/config.toml"
 }
 
-build_foreign() { # suite interpreter : cross-compile in the suite's builder chroot (see arm64)
-  local suite=$1 interp=$2 root broot run stdlib include suffix scd version sysroot src tdir triple multi rc
-  root=$(root_of "$suite") broot=$(root_of "$(builder_of "$suite")") run=$(root_of "$suite")/opt/anywait/$interp
-  read -r stdlib include suffix scd version < <(chroot_pyinfo "$root" "$interp")
-  [ -n "$version" ] || { echo "cannot run $interp in the $suite chroot"; return 1; }
+sysroot_of() { echo "/opt/anywait-cross/$1-$2"; }  # suite interpreter -> its files in the builder
+
+stage_sysroot() { # suite interpreter : what PyO3 and build.rs read of a foreign interpreter,
+  # copied into its builder at $(sysroot_of): its headers (with the multiarch pyconfig.h beside
+  # them) and its sysconfigdata
+  local root broot sysroot stdlib include scd multi
+  root=$(root_of "$1") broot=$(root_of "$(builder_of "$1")") sysroot=$(sysroot_of "$1" "$2")
+  read -r stdlib include _ scd _ < <(chroot_pyinfo "$root" "$2")
+  [ -n "$scd" ] || { echo "cannot run $2 in the $1 chroot"; return 1; }
   [ -f "$root$include/Python.h" ] || { echo "no Python.h in $root$include (is the -dev package installed?)"; return 1; }
-  triple=$(suite_machine "$suite")-unknown-linux-gnu
-  sysroot=/opt/anywait-cross/$suite-$interp src=/opt/anywait-cross/src tdir=/opt/anywait-target/$suite-$interp
-  note "$interp is CPython $version ($(in_chroot "$root" uname -m)); EXT_SUFFIX $suffix; \
-$(in_chroot "$broot" cargo --version) in $(builder_of "$suite"), --target $triple"
-  # What PyO3 and build.rs read of the target interpreter: its headers (with the multiarch
-  # pyconfig.h beside them) and its sysconfigdata.
-  multi=/usr/include/$(suite_machine "$suite")-linux-gnu/$(basename "$include")
+  multi=/usr/include/$(suite_machine "$1")-linux-gnu/$(basename "$include")
   rm -rf "${broot:?}$sysroot" && mkdir -p "$broot$sysroot$stdlib" "$broot$sysroot$(dirname "$include")" || return 1
   cp -r "$root$include" "$broot$sysroot$include" && cp "$root$stdlib/$scd.py" "$broot$sysroot$stdlib/" || return 1
   if [ -d "$root$multi" ]; then
     mkdir -p "$broot$sysroot$(dirname "$multi")" && cp -r "$root$multi" "$broot$sysroot$multi" || return 1
   fi
+}
+
+foreign_env() { # suite interpreter -> VAR=value words every cross build in the builder needs
+  local triple include; triple=$(suite_machine "$1")-unknown-linux-gnu
+  read -r _ include _ < <(chroot_pyinfo "$(root_of "$1")" "$2")
+  echo "CARGO_HOME=/opt/cargo-home CARGO_NET_OFFLINE=true PYO3_BUILD_EXTENSION_MODULE=1 \
+ANYWAIT_PYTHON_INCLUDE=$(sysroot_of "$1" "$2")$include \
+CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$triple")_LINKER=$(suite_machine "$1")-linux-gnu-gcc"
+}
+
+build_foreign() { # suite interpreter : cross-compile in the suite's builder chroot (see arm64)
+  local suite=$1 interp=$2 root broot run stdlib suffix scd version sysroot src tdir triple rc
+  root=$(root_of "$suite") broot=$(root_of "$(builder_of "$suite")") run=$(root_of "$suite")/opt/anywait/$interp
+  read -r stdlib _ suffix scd version < <(chroot_pyinfo "$root" "$interp")
+  [ -n "$version" ] || { echo "cannot run $interp in the $suite chroot"; return 1; }
+  triple=$(suite_machine "$suite")-unknown-linux-gnu
+  sysroot=$(sysroot_of "$suite" "$interp") src=/opt/anywait-cross/src tdir=/opt/anywait-target/$suite-$interp
+  note "$interp is CPython $version ($(in_chroot "$root" uname -m)); EXT_SUFFIX $suffix; \
+$(in_chroot "$broot" cargo --version) in $(builder_of "$suite"), --target $triple"
+  stage_sysroot "$suite" "$interp" || return 1
   rm -rf "${broot:?}$src" && mkdir -p "$broot$src" && cp -r "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" "$ROOT/crates" "$broot$src/" || return 1
   vendor_into "$broot$src" || return 1
   mount_proc "$broot" || return 1
   # The target directory stays in the builder chroot, so a second run rebuilds only what changed.
-  in_chroot "$broot" sh -c "cd $src && CARGO_HOME=/opt/cargo-home CARGO_TARGET_DIR=$tdir \
-    PYO3_BUILD_EXTENSION_MODULE=1 PYO3_CROSS_LIB_DIR=$sysroot$stdlib _PYTHON_SYSCONFIGDATA_NAME=$scd \
-    ANYWAIT_PYTHON_INCLUDE=$sysroot$include \
-    CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$triple")_LINKER=$(suite_machine "$suite")-linux-gnu-gcc \
+  in_chroot "$broot" sh -c "cd $src && CARGO_TARGET_DIR=$tdir $(foreign_env "$suite" "$interp") \
+    PYO3_CROSS_LIB_DIR=$sysroot$stdlib _PYTHON_SYSCONFIGDATA_NAME=$scd \
     cargo build --offline --locked -p anywait-py --lib --target $triple $(cargo_profile_args "$PROFILE")"; rc=$?
   release_mounts "$broot"
   [ $rc -eq 0 ] || return 1
@@ -345,17 +372,18 @@ build_target() { # suite interpreter : the extension for it, staged in its chroo
   fi
 }
 
+suite_broken() { # name suite -> 0 (having skipped or failed name) if setup_chroots could not set it up
+  case " $BROKEN_SUITES " in *" $2 "*) ;; *) return 1 ;; esac
+  case " $OPTIONAL_SUITES " in
+    *" $2 "*) skip "$1" "the $2 chroot could not be set up (see $LOGS/*-$2.log); an optional suite" ;;
+    *) record "$1" 1 "the $2 chroot could not be set up (see $LOGS/*-$2.log)" ;;
+  esac
+}
+
 chroot_target() { # suite interpreter
   local s=$1 i=$2 name="$1:$2" rc
   log "$name"
-  case " $BROKEN_SUITES " in
-    *" $s "*)
-      case " $OPTIONAL_SUITES " in
-        *" $s "*) skip "$name" "the $s chroot could not be set up (see $LOGS/*-$s.log); an optional suite" ;;
-        *) record "$name" 1 "the $s chroot could not be set up (see $LOGS/*-$s.log)" ;;
-      esac
-      return ;;
-  esac
+  suite_broken "$name" "$s" && return
   over_budget "$name" && return
   build_target "$s" "$i" || { record "$name" 1 "build failed"; return; }
   timed "pytest $name" test_chroot "$s" "$i"; rc=$?
