@@ -13,6 +13,7 @@ Test files are named for the layer or feature they test, so a failing test names
   ``_tree``): what ``await_`` does against native ``await``, queries, lifetimes;
 * ``test_tasks_*``: putting a portal under a running task (src/tasks, ``anywait._tasks``);
 * ``test_adapters``: the sync adapters (``anywait._adapters``);
+* ``test_sync_loop``: sync-first programs, a persistent loop (``anywait._sync_loop``);
 * ``test_interop_*``: await_ next to other libraries: AnyIO, Trio's own objects, asyncio's
   eager tasks, greenlet (src/interop);
 * ``test_compat_*``: peers' own published test suites run against anywait;

@@ -26,6 +26,7 @@ from anywait._portals import (  # noqa: E402
     with_portal_run_sync,
 )
 from anywait._run import AutoPortalInstrument, run  # noqa: E402
+from anywait._sync_loop import persistent_loop, start_loop, stop_loop  # noqa: E402
 from anywait._tree import (  # noqa: E402
     portals_for_children,
     portals_for_tree,
@@ -44,9 +45,12 @@ __all__ = [
     "decorate_as_sync",
     "ensure_portal",
     "has_portal",
+    "persistent_loop",
     "portals_for_children",
     "portals_for_tree",
     "run",
+    "start_loop",
+    "stop_loop",
     "with_portal_run",
     "with_portal_run_sync",
     "with_portal_run_tree",

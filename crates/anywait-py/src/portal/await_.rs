@@ -37,6 +37,19 @@ pub(crate) fn _set_no_portal_hint(py: Python<'_>, hint: Py<PyAny>) -> PyResult<(
         .map_err(|_| PyRuntimeError::new_err("the no-portal hint is set already"))
 }
 
+/// Called with the awaitable when `await_` finds no portal, before it fails: sync code
+/// on a thread with a persistent loop (`anywait.start_loop`) awaits on that loop. It
+/// returns the result, raises, or returns `NotImplemented` for "no loop here either".
+static SYNC_FIRST: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Sets the callable `await_` hands an awaitable to where no portal step runs.
+#[pyfunction]
+pub(crate) fn _set_sync_first(py: Python<'_>, fallback: Py<PyAny>) -> PyResult<()> {
+    SYNC_FIRST
+        .set(py, fallback)
+        .map_err(|_| PyRuntimeError::new_err("the sync-first fallback is set already"))
+}
+
 /// The iterator that `await obj` would drive, with the interpreter's own errors for
 /// objects that cannot be awaited.
 pub(crate) fn awaitable_iter<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
@@ -135,7 +148,7 @@ pub(crate) fn await_(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny
     let worker = current_worker();
     // SAFETY: a live running worker (`current_worker`); a short read.
     if worker.is_null() || unsafe { (*worker).coro.is_null() } {
-        return Err(no_portal(aw));
+        return outside_portal(aw);
     }
     // SAFETY: a type check on a live object.
     let it = if unsafe { ffi::PyCoro_CheckExact(aw.as_ptr()) } != 0 {
@@ -176,6 +189,20 @@ pub(crate) fn await_(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny
             Err(trap) => unsafe { worker::suspend_with_trap(worker, trap.unbind()) },
         };
     }
+}
+
+/// `await_` outside any portal step: the persistent loop's, if the thread has one (the
+/// sync-first fallback decides), else the no-portal error.
+#[inline(never)]
+fn outside_portal(aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let py = aw.py();
+    if let Some(fallback) = SYNC_FIRST.get(py) {
+        let outcome = fallback.bind(py).call1((aw,))?;
+        if !outcome.is(py.NotImplemented()) {
+            return Ok(outcome.unbind());
+        }
+    }
+    Err(no_portal(aw))
 }
 
 /// The error of an `await_` outside any portal step.
