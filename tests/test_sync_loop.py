@@ -399,3 +399,32 @@ def test_eager_task_factory_kept() -> None:
 
     with anywait.persistent_loop(loop_factory=factory):
         assert anywait.await_(co_value()) == 42
+
+
+def test_asyncgen_hooks_between_calls(runner: tuple[Run, Any]) -> None:
+    run, _ = runner
+    outside = sys.get_asyncgen_hooks()
+
+    async def inside() -> Any:
+        return sys.get_asyncgen_hooks()
+
+    hooks = run(inside())
+    assert hooks.finalizer is not None  # the loop's, while it runs
+    assert sys.get_asyncgen_hooks() == outside  # not between calls
+
+
+def test_exception_escaping_the_loop_leaves_it_usable(runner: tuple[Run, Any]) -> None:
+    run, loop = runner
+
+    def callback() -> None:
+        raise SystemExit(3)  # a callback's SystemExit leaves run_forever, as in asyncio
+
+    async def schedules() -> None:
+        loop.call_soon(callback)
+        await asyncio.sleep(0.05)
+
+    with pytest.raises(SystemExit):
+        run(schedules())
+    assert run(co_value()) == 42
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        asyncio.get_running_loop()
