@@ -265,7 +265,9 @@ def test_sync_code_in_its_tasks_can_await(loop_kind: str) -> None:
         assert anywait.await_(uses_helper()) == 43
         task = loop.create_task(uses_helper())
         assert anywait.await_(task) == 43
-    with pytest.raises(RuntimeError, match=r"stopped by anywait\.stop_loop"):
+    # Stopped, the thread is as it was before start_loop: the usual no-portal error,
+    # which names start_loop for sync code.
+    with pytest.raises(RuntimeError, match=r"needs a portal.*anywait\.start_loop\(\)"):
         anywait.await_(co_value())
 
 
@@ -428,3 +430,32 @@ def test_exception_escaping_the_loop_leaves_it_usable(runner: tuple[Run, Any]) -
     assert run(co_value()) == 42
     with pytest.raises(RuntimeError, match="no running event loop"):
         asyncio.get_running_loop()
+
+
+def test_a_server_and_a_connection_persist_between_calls(loop_kind: str) -> None:
+    """Real sockets on 127.0.0.1: a server started by one call keeps serving, and a
+    connection opened by one call is used by the next ones."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            writer.write(line.upper())
+            await writer.drain()
+        writer.close()
+
+    def ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, text: str) -> bytes:
+        writer.write(text.encode() + b"\n")
+        anywait.await_(writer.drain())
+        return bytes(anywait.await_(asyncio.wait_for(reader.readline(), 5)))
+
+    with anywait.persistent_loop(
+        loop_factory=_factory(loop_kind), debug=loop_kind == "asyncio-debug"
+    ):
+        server = anywait.await_(asyncio.start_server(echo, "127.0.0.1", 0))
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = anywait.await_(asyncio.open_connection("127.0.0.1", port))
+        assert ask(reader, writer, "one") == b"ONE\n"
+        assert ask(reader, writer, "two") == b"TWO\n"
+        writer.close()
+        anywait.await_(writer.wait_closed())
+        server.close()
+        anywait.await_(server.wait_closed())

@@ -248,12 +248,6 @@ def _await_sync_first(aw: Awaitable[Any]) -> Any:
         return host.run(aw)
     if _get_running_loop() is not None:
         return NotImplemented
-    if getattr(_local, "stopped", False):
-        _close(aw)
-        raise RuntimeError(
-            "await_() in sync code needs a persistent loop, and this thread's was stopped "
-            "by anywait.stop_loop(): call anywait.start_loop() again first"
-        )
     others = [t.name for t in _hosts]
     if others:
         _close(aw)
@@ -314,7 +308,6 @@ def start_loop(
         signal.signal(signal.SIGINT, host.on_sigint)
         host.sigint_installed = True
     _local.host = host
-    _local.stopped = False
     _hosts[host.thread] = host
     return loop
 
@@ -352,7 +345,6 @@ def stop_loop() -> None:
         asyncio.set_event_loop(None)  # as Runner.close() does
         loop.close()
         _local.host = None
-        _local.stopped = True
         _hosts.pop(host.thread, None)
 
 

@@ -21,8 +21,9 @@ use crate::interop::greenlet;
 /// The error of `await_` where no portal step runs. It also says it in greenback's
 /// words, for code written against greenback that runs on anywait unchanged.
 const NO_PORTAL: &str = "await_() needs a portal, and there is none here: call `await \
-     anywait.ensure_portal()` in this task first, start the program with anywait.run(), or \
-     run this code under anywait.with_portal_run() (in greenback's words: you must create a \
+     anywait.ensure_portal()` in this task first, start the program with anywait.run(), \
+     run this code under anywait.with_portal_run(), or, in sync code with no event loop \
+     running, call anywait.start_loop() first (in greenback's words: you must create a \
      greenback portal first, with `await greenback.ensure_portal()`)";
 
 /// Asked for a better message when `await_` finds no portal (set by the Python side,
