@@ -8,6 +8,7 @@ Rows, each ``aw`` being ``noop()`` and ``asyncio.sleep(0)``:
 * ``run_until_complete``: the same loop driven by ``loop.run_until_complete(aw)``;
 * ``asyncio.run``: a new loop per call;
 * AnyIO's blocking portal (a loop in a thread), ``portal.call``, when AnyIO is installed;
+* asgiref's ``async_to_sync`` (Django's way), when asgiref is installed;
 * floor: what running ``aw`` as a task of a loop costs at least, with the loop already
   iterating: ``create_task`` and the two iterations (its step, its done callback) that
   any design pays, driven by asyncio's private ``_run_once``.
@@ -122,6 +123,28 @@ def anyio_portal(make: Callable[[], Any]) -> h.RunnerFactory | None:
     return factory
 
 
+def asgiref_call(make: Callable[[], Any]) -> h.RunnerFactory | None:
+    try:
+        from asgiref.sync import async_to_sync
+    except ImportError:
+        return None
+
+    async def call() -> None:
+        await make()
+
+    @contextlib.contextmanager
+    def factory() -> Iterator[h.Runner]:
+        sync_call = async_to_sync(call)
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                sync_call()
+
+        yield run
+
+    return factory
+
+
 def floor(make: Callable[[], Any]) -> h.RunnerFactory:
     @contextlib.contextmanager
     def factory() -> Iterator[h.Runner]:
@@ -190,6 +213,17 @@ def main() -> None:
                 skip=None if portal else "anyio not installed",
             )
         )
+        to_sync = asgiref_call(make)
+        cases.append(
+            h.timed_case(
+                bench,
+                "asgiref",
+                to_sync,
+                sample_ms=ms,
+                note="async_to_sync: a loop in a worker thread",
+                skip=None if to_sync else "asgiref not installed",
+            )
+        )
         cases.append(
             h.timed_case(
                 bench,
@@ -199,11 +233,7 @@ def main() -> None:
                 note="create_task + its two loop iterations, no run_forever",
             )
         )
-    print(
-        h.environment()
-        if False
-        else f"Python {sys.version.split()[0]}; rounds: {rounds} x ~{ms:.0f} ms"
-    )
+    print(f"Python {sys.version.split()[0]}; rounds: {rounds} x ~{ms:.0f} ms")
     samples = h.run_rounds(cases, rounds, label="timing")
     rows = h.summarize(cases, samples, baseline=BASELINE)
     h.print_table(rows, baseline=BASELINE)

@@ -18,6 +18,7 @@ from anywait._adapters import (  # noqa: E402
     decorate_as_sync,
 )
 from anywait._anywait import await_  # noqa: E402
+from anywait._nested_run import install, uninstall  # noqa: E402
 from anywait._portals import (  # noqa: E402
     bestow_portal,
     ensure_portal,
@@ -45,12 +46,14 @@ __all__ = [
     "decorate_as_sync",
     "ensure_portal",
     "has_portal",
+    "install",
     "persistent_loop",
     "portals_for_children",
     "portals_for_tree",
     "run",
     "start_loop",
     "stop_loop",
+    "uninstall",
     "with_portal_run",
     "with_portal_run_sync",
     "with_portal_run_tree",

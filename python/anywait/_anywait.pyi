@@ -1,6 +1,7 @@
 """Type stubs for anywait's compiled core. Public names are re-exported by
 :mod:`anywait.lowlevel`, which is where to read about them."""
 
+import contextvars
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar, final
@@ -112,6 +113,7 @@ class Portal:
 
 def _make_portal(coro: Any, /) -> Portal: ...
 def _in_portal_step() -> bool: ...
+def _shareable_context() -> contextvars.Context | None: ...
 def _call_in_portal(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None, /
 ) -> Portal: ...

@@ -73,7 +73,6 @@ class _Host:
         self.interrupts = 0
         self.sigint_installed = False
         self.closing = False
-        self.original_run_until_complete: Callable[..., Any] = loop.run_until_complete
         self.factory = _tree.PortalTaskFactory(loop.get_task_factory(), everything=True)
         loop.set_task_factory(self.factory)
         self.pause_pending = False
@@ -178,7 +177,8 @@ class _Host:
     def routed_run_until_complete(self, future: Awaitable[T]) -> T:
         if self.thread is threading.current_thread() and _get_running_loop() is None:
             return self.run(future)
-        result: T = self.original_run_until_complete(future)
+        # The class's method, looked up now: `anywait.install()` may have replaced it.
+        result: T = type(self.loop).run_until_complete(self.loop, future)
         return result
 
 

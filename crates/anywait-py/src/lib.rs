@@ -85,6 +85,7 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scoped::_make_portal, m)?)?;
     m.add_function(wrap_pyfunction!(scoped::_call_in_portal, m)?)?;
     m.add_function(wrap_pyfunction!(scoped::_in_portal_step, m)?)?;
+    m.add_function(wrap_pyfunction!(scoped::_shareable_context, m)?)?;
     m.add_function(wrap_pyfunction!(portal::await_::_set_no_portal_hint, m)?)?;
     m.add_function(wrap_pyfunction!(portal::await_::_set_sync_first, m)?)?;
 

@@ -45,6 +45,10 @@ pub(crate) struct StepWorker {
     pub(crate) coro: *mut ffi::PyObject,
     /// Whether `coro` is a call portal's `(fn, args, kwargs)`.
     pub(crate) call: bool,
+    /// The context the open step started in (owned; null when idle): the one its
+    /// resumer entered, which the resumer leaves when the step hands back (see
+    /// `shareable_context`).
+    pub(crate) step_context: *mut ffi::PyObject,
     /// Set by the worker before every hand-back.
     pub(crate) outcome: StepOutcome,
     /// Greenlet state of the worker's steps (see `interop::greenlet`).
@@ -109,12 +113,39 @@ pub(crate) fn bind(
     worker.coro = coro;
     worker.call = call;
     let context = pystate::current_context();
-    // SAFETY: GIL held (callers run Python code); we hand the worker its own reference.
-    unsafe { ffi::Py_XINCREF(context) };
+    // SAFETY: GIL held (callers run Python code); we hand the worker two references of
+    // its own, one for its fiber's state and one for `step_context`.
+    unsafe {
+        ffi::Py_XINCREF(context);
+        ffi::Py_XINCREF(context);
+    }
     // The parked worker holds no context (park took it).
     let old = worker.core.replace_context(context);
     debug_assert!(old.is_null());
+    debug_assert!(worker.step_context.is_null());
+    worker.step_context = context;
     worker
+}
+
+/// The context in effect here, if it is the one the running portal step started in,
+/// else null (borrowed). Such a context is entered only by the step's resumer (a task
+/// step, which leaves it when this step hands back to it): another task may run in it
+/// while this step waits in `await_`, and what that task sets there is seen here after
+/// (as after an `await`). A context the step entered itself (`Context.run` on this
+/// stack) stays entered while the step waits, and cannot be shared so.
+pub(crate) fn shareable_context() -> *mut ffi::PyObject {
+    let worker = current_worker();
+    // SAFETY: a live running worker (see `current_worker`); short reads.
+    if worker.is_null() || unsafe { (*worker).coro.is_null() } {
+        return ptr::null_mut();
+    }
+    // SAFETY: as above.
+    let step_context = unsafe { (*worker).step_context };
+    if step_context == pystate::current_context() {
+        step_context
+    } else {
+        ptr::null_mut()
+    }
 }
 
 /// Resumes a bound worker with the loop's `msg`; returns what its step hands back
@@ -137,6 +168,7 @@ fn new_worker(py: Python<'_>) -> PyResult<Box<StepWorker>> {
         core: FiberCore::new(body, None)?,
         coro: ptr::null_mut(),
         call: false,
+        step_context: ptr::null_mut(),
         outcome: StepOutcome::Idle,
         bridge: Bridge::new(),
     });
@@ -159,8 +191,12 @@ pub(crate) fn park(py: Python<'_>, mut worker: Box<StepWorker>) -> Box<StepWorke
     worker.coro = ptr::null_mut();
     worker.outcome = StepOutcome::Idle;
     let context = worker.core.replace_context(ptr::null_mut());
-    // SAFETY: GIL held (the token); the reference was the worker's.
-    unsafe { ffi::Py_XDECREF(context) };
+    let step_context = std::mem::replace(&mut worker.step_context, ptr::null_mut());
+    // SAFETY: GIL held (the token); both references were the worker's.
+    unsafe {
+        ffi::Py_XDECREF(context);
+        ffi::Py_XDECREF(step_context);
+    }
     worker
 }
 
@@ -190,6 +226,10 @@ fn retire(py: Python<'_>, mut worker: Box<StepWorker>) {
 /// Drops what a worker that will never run again owns, without running any of its
 /// code, and leaks its stack (frames on it may still point at what it holds).
 pub(crate) fn abandon(py: Python<'_>, mut worker: Box<StepWorker>) {
+    let step_context = std::mem::replace(&mut worker.step_context, ptr::null_mut());
+    // SAFETY: GIL held (the token); the reference was the worker's, and no frame
+    // points at it through the worker (its stack holds its own references).
+    unsafe { ffi::Py_XDECREF(step_context) };
     crate::fiber::lifetime::abandon(py, &mut worker.core);
     drop(worker); // the core's Drop leaks the suspended stack; the bridge leaks its own
 }
