@@ -38,10 +38,10 @@ def test_fiber_walk_prints_every_leaf_with_its_depth() -> None:
     ]
 
 
-def python_blocks(path: pathlib.Path) -> list[str]:
+def python_blocks(path: pathlib.Path, fence: str = "```python") -> list[str]:
     blocks, current, inside = [], [], False
     for line in path.read_text().splitlines():
-        if line.strip() == "```python":
+        if line.strip() == fence:
             inside, current = True, []
         elif inside and line.strip() == "```":
             inside = False
@@ -69,3 +69,29 @@ def test_every_python_block_in_the_docs_runs() -> None:
             exec(code, {"__name__": f"doc_example_{i}"})
             ran += 1
     assert ran > 0
+
+
+def test_every_ipython_block_in_the_docs_runs_in_a_kernel() -> None:
+    """Notebook examples (fenced ``ipython``, cells separated by ``# %%`` lines) run cell
+    by cell in a real Jupyter kernel, each block in a fresh one."""
+    import pytest
+
+    pytest.importorskip("ipykernel", reason="ipykernel is not installed (the test extra has it)")
+    pytest.importorskip("jupyter_client", reason="jupyter_client is not installed")
+    from jupyter_harness import Kernel
+
+    blocks = [
+        (path.name, i, block)
+        for path in documented_files()
+        for i, block in enumerate(python_blocks(path, "```ipython"))
+    ]
+    if not blocks:
+        pytest.skip("the docs are not next to this copy of the tests")
+    for name, i, block in blocks:
+        kernel = Kernel()
+        try:
+            for cell in block.split("\n# %%\n"):
+                outcome = kernel.run(cell)
+                assert outcome.status == "ok", (f"{name}[ipython block {i}]", cell, outcome)
+        finally:
+            kernel.close()

@@ -18,6 +18,7 @@ from anywait._adapters import (  # noqa: E402
     decorate_as_sync,
 )
 from anywait._anywait import await_  # noqa: E402
+from anywait._jupyter import load_ipython_extension, unload_ipython_extension  # noqa: E402
 from anywait._nested_run import install, uninstall  # noqa: E402
 from anywait._portals import (  # noqa: E402
     bestow_portal,
@@ -47,6 +48,7 @@ __all__ = [
     "ensure_portal",
     "has_portal",
     "install",
+    "load_ipython_extension",
     "persistent_loop",
     "portals_for_children",
     "portals_for_tree",
@@ -54,6 +56,7 @@ __all__ = [
     "start_loop",
     "stop_loop",
     "uninstall",
+    "unload_ipython_extension",
     "with_portal_run",
     "with_portal_run_sync",
     "with_portal_run_tree",

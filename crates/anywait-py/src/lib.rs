@@ -88,6 +88,7 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scoped::_shareable_context, m)?)?;
     m.add_function(wrap_pyfunction!(portal::await_::_set_no_portal_hint, m)?)?;
     m.add_function(wrap_pyfunction!(portal::await_::_set_sync_first, m)?)?;
+    m.add_function(wrap_pyfunction!(portal::await_::_set_cancelled_hook, m)?)?;
 
     // tasks/
     m.add_function(wrap_pyfunction!(tasks::c_task::_swap_c_task_coro, m)?)?;

@@ -51,6 +51,24 @@ pub(crate) fn _set_sync_first(py: Python<'_>, fallback: Py<PyAny>) -> PyResult<(
         .map_err(|_| PyRuntimeError::new_err("the sync-first fallback is set already"))
 }
 
+/// Asked what an `await_` in a portal step that ends in `CancelledError` should raise
+/// instead (set by the Python side: the Jupyter extension turns a cancellation it made
+/// for Ctrl-C into `KeyboardInterrupt` there). `(CancelledError, hook)`; the hook
+/// returns None, or the exception to raise.
+static CANCELLED_HOOK: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+
+/// Sets the hook an `await_` ending in `cancelled_type` consults (see `CANCELLED_HOOK`).
+#[pyfunction]
+pub(crate) fn _set_cancelled_hook(
+    py: Python<'_>,
+    cancelled_type: Py<PyAny>,
+    hook: Py<PyAny>,
+) -> PyResult<()> {
+    CANCELLED_HOOK
+        .set(py, (cancelled_type, hook))
+        .map_err(|_| PyRuntimeError::new_err("the cancelled hook is set already"))
+}
+
 /// The iterator that `await obj` would drive, with the interpreter's own errors for
 /// objects that cannot be awaited.
 pub(crate) fn awaitable_iter<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
@@ -173,13 +191,13 @@ pub(crate) fn await_(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny
                         // SAFETY: on RETURN `out` is a new reference.
                         return Ok(unsafe { Bound::from_owned_ptr(py, out).unbind() });
                     }
-                    ffi::PySendResult::PYGEN_ERROR => return Err(fetch_error(py)),
+                    ffi::PySendResult::PYGEN_ERROR => return Err(raised(py, fetch_error(py))),
                 }
             }
             Wire::Raise(exc) => match throw_exception(py, &it, exc) {
                 Thrown::Yielded(trap) => trap.into_bound(py),
                 Thrown::Returned(value) => return Ok(value),
-                Thrown::Raised(err) => return Err(err),
+                Thrown::Raised(err) => return Err(raised(py, err)),
             },
         };
         // SAFETY: `worker` is the running worker, in its step (checked above); the
@@ -229,6 +247,29 @@ fn awaitable_iter_or_close<'py>(aw: &Bound<'py, PyAny>) -> PyResult<Bound<'py, P
 #[inline(never)]
 fn fetch_error(py: Python<'_>) -> PyErr {
     PyErr::fetch(py)
+}
+
+/// What an `await_` whose awaitable raised `err` raises: `err`, unless it is a
+/// cancellation and the cancelled hook says otherwise (a failing hook is reported as
+/// unraisable, and `err` stands).
+#[inline(never)]
+#[cold]
+fn raised(py: Python<'_>, err: PyErr) -> PyErr {
+    let Some((cancelled_type, hook)) = CANCELLED_HOOK.get(py) else {
+        return err;
+    };
+    let value = err.value(py);
+    if !value.is_instance(cancelled_type.bind(py)).unwrap_or(false) {
+        return err;
+    }
+    match hook.bind(py).call1((value,)) {
+        Ok(instead) if !instead.is_none() => PyErr::from_value(instead),
+        Ok(_) => err,
+        Err(failure) => {
+            failure.write_unraisable(py, Some(hook.bind(py)));
+            err
+        }
+    }
 }
 
 /// A coroutine handed to a failing `await_` is closed, as the interpreter would leave
