@@ -15,6 +15,8 @@ Test files are named for the layer or feature they test, so a failing test names
 * ``test_adapters``: the sync adapters (``anywait._adapters``);
 * ``test_sync_loop``: sync-first programs, a persistent loop (``anywait._sync_loop``);
 * ``test_nested_run``: nested ``asyncio.run`` inside a running loop (``anywait._nested_run``);
+* ``test_jupyter``: the IPython extension in a real kernel (``anywait._jupyter``);
+* ``test_repl``: ``python -m anywait`` in a pseudo-terminal (``anywait._repl``);
 * ``test_interop_*``: await_ next to other libraries: AnyIO, Trio's own objects, asyncio's
   eager tasks, greenlet (src/interop);
 * ``test_compat_*``: peers' own published test suites run against anywait;

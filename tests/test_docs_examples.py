@@ -76,7 +76,10 @@ def test_every_ipython_block_in_the_docs_runs_in_a_kernel() -> None:
     by cell in a real Jupyter kernel, each block in a fresh one."""
     import pytest
 
-    pytest.importorskip("ipykernel", reason="ipykernel is not installed (the test extra has it)")
+    pytest.importorskip(
+        "ipykernel",
+        reason="ipykernel is not installed: host venvs have it (test extra), chroots do not",
+    )
     pytest.importorskip("jupyter_client", reason="jupyter_client is not installed")
     from jupyter_harness import Kernel
 
@@ -95,3 +98,46 @@ def test_every_ipython_block_in_the_docs_runs_in_a_kernel() -> None:
                 assert outcome.status == "ok", (f"{name}[ipython block {i}]", cell, outcome)
         finally:
             kernel.close()
+
+
+def test_every_pycon_block_in_the_docs_replays_at_the_prompt() -> None:
+    """``pycon`` transcripts are typed into ``python -m anywait`` in a pseudo-terminal
+    (the basic REPL, which does not indent continuation lines on its own), and what
+    they show must appear, in order."""
+    import io
+    import os
+
+    import pytest
+
+    pexpect = pytest.importorskip("pexpect", reason="pexpect is not installed")
+    blocks = [
+        (path.name, i, block)
+        for path in documented_files()
+        for i, block in enumerate(python_blocks(path, "```pycon"))
+    ]
+    if not blocks:
+        pytest.skip("the docs are not next to this copy of the tests")
+    env = dict(os.environ, TERM="xterm", PYTHON_BASIC_REPL="1", PYTHONSTARTUP="")
+    for name, i, block in blocks:
+        lines = block.splitlines()
+        typed = [line[4:] for line in lines if line.startswith((">>> ", "... ", "..."))]
+        shown = [line for line in lines if not line.startswith((">>> ", "..."))]
+        child = pexpect.spawn(
+            sys.executable, ["-m", "anywait"], env=env, encoding="utf-8", timeout=30
+        )
+        child.logfile_read = screen = io.StringIO()
+        try:
+            child.expect(">>> ")
+            for line in typed:
+                child.sendline(line)
+                child.expect(r"(>>>|\.\.\.) ")
+            child.sendeof()
+            child.expect(pexpect.EOF)
+            output = screen.getvalue().replace("\r\n", "\n")
+        finally:
+            child.close(force=True)
+        at = 0
+        for expected in shown:
+            found = output.find(expected, at)
+            assert found >= 0, (f"{name}[pycon block {i}]", expected, output)
+            at = found + len(expected)

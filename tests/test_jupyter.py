@@ -13,9 +13,13 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("ipykernel", reason="ipykernel is not installed (the test extra has it)")
 pytest.importorskip(
-    "jupyter_client", reason="jupyter_client is not installed (the test extra has it)"
+    "ipykernel",
+    reason="ipykernel is not installed: host venvs have it (test extra), chroots do not",
+)
+pytest.importorskip(
+    "jupyter_client",
+    reason="jupyter_client is not installed: the host venvs have it, the chroots do not",
 )
 from jupyter_harness import TIMEOUT, Kernel
 

@@ -59,7 +59,7 @@ FOREIGN_TEST_TIMEOUT=${FOREIGN_TEST_TIMEOUT:-2400}
 # Into every chroot: Debian's pytest, and the test suite's optional loops and peers. trio and
 # anyio are pure Python, so the debug interpreters get them too; uvloop and greenlet are built
 # for the suite's default release interpreter only (the tests skip what does not import).
-CHROOT_PKGS=${CHROOT_PKGS:-"python3-pytest python3-coverage python3-trio python3-anyio python3-uvloop python3-greenlet"}
+CHROOT_PKGS=${CHROOT_PKGS:-"python3-pytest python3-coverage python3-trio python3-anyio python3-uvloop python3-greenlet python3-pexpect"}
 OPTIONAL_SUITES=${OPTIONAL_SUITES:-testing}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-}                                # empty: debootstrap's default
 PYTEST_ARGS=${PYTEST_ARGS:-}

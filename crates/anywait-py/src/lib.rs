@@ -13,7 +13,9 @@
 //!
 //! Leaves any layer may use: `fatal` (abort with a message), `modules` (is a module
 //! imported). Below everything: crate `anywait-fiber` (stacks, pool, the raw switch)
-//! and the C accessor `csrc/layout.c` (CPython-private struct fields).
+//! and the C accessor `csrc/layout.c` (CPython-private struct fields). Beside the
+//! layers, calling none of them: `input_hook` (the interpreter's `PyOS_InputHook`, which
+//! `python -m anywait` runs its loop from while the prompt waits).
 //!
 //! The Python package wraps this: `anywait` (public API) and `anywait.lowlevel`
 //! re-export from here; `anywait._tasks` is the general (Python) path of `tasks/`.
@@ -22,6 +24,8 @@
 mod fatal;
 #[cfg(not(anywait_unsupported))]
 mod fiber;
+#[cfg(not(anywait_unsupported))]
+mod input_hook;
 #[cfg(not(anywait_unsupported))]
 mod interop;
 #[cfg(not(anywait_unsupported))]
@@ -89,6 +93,9 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(portal::await_::_set_no_portal_hint, m)?)?;
     m.add_function(wrap_pyfunction!(portal::await_::_set_sync_first, m)?)?;
     m.add_function(wrap_pyfunction!(portal::await_::_set_cancelled_hook, m)?)?;
+
+    // input_hook.rs (python -m anywait)
+    m.add_function(wrap_pyfunction!(input_hook::_set_input_hook, m)?)?;
 
     // tasks/
     m.add_function(wrap_pyfunction!(tasks::c_task::_swap_c_task_coro, m)?)?;
