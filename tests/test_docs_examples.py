@@ -120,7 +120,7 @@ def test_every_pycon_block_in_the_docs_replays_at_the_prompt() -> None:
     env = dict(os.environ, TERM="xterm", PYTHON_BASIC_REPL="1", PYTHONSTARTUP="")
     for name, i, block in blocks:
         lines = block.splitlines()
-        typed = [line[4:] for line in lines if line.startswith((">>> ", "... ", "..."))]
+        typed = _typed_at_the_prompt(lines)
         shown = [line for line in lines if not line.startswith((">>> ", "..."))]
         child = pexpect.spawn(
             sys.executable, ["-m", "anywait"], env=env, encoding="utf-8", timeout=30
@@ -141,3 +141,23 @@ def test_every_pycon_block_in_the_docs_replays_at_the_prompt() -> None:
             found = output.find(expected, at)
             assert found >= 0, (f"{name}[pycon block {i}]", expected, output)
             at = found + len(expected)
+
+
+def _typed_at_the_prompt(lines: list[str]) -> list[str]:
+    """The lines a transcript types, with the empty line that ends an indented block
+    where the transcript leaves it out (as ruff's formatting of pycon blocks does)."""
+    typed: list[str] = []
+    open_block = False
+    for line in lines:
+        if line.startswith(("... ", "...")) and not line.startswith(">>> "):
+            typed.append(line[4:])
+            open_block = line[4:] != ""
+            continue
+        if open_block:
+            typed.append("")
+            open_block = False
+        if line.startswith(">>> "):
+            typed.append(line[4:])
+    if open_block:
+        typed.append("")
+    return typed

@@ -93,7 +93,7 @@ _wheel_foreign() { # suite interpreter tools config sdist : maturin in the build
   rm -rf "${broot:?}$src" "${broot:?}$out" && mkdir -p "$broot$src" "$broot$out" "$broot$bin" || return 1
   tar -xzf "$5" -C "$broot$src" --strip-components=1 && vendor_into "$broot$src" || return 1
   # maturin's own executable (a static-enough manylinux binary) runs in the builder as is.
-  cp "$3/bin/maturin" "$broot$bin/" && mount_proc "$broot" || return 1
+  cp "$3/bin/maturin" "$broot$bin/" && mount_pseudo_fs "$broot" || return 1
   in_chroot "$broot" sh -c "cd $src && CARGO_TARGET_DIR=/opt/anywait-target/wheel-$suite-$interp \
     $(foreign_env "$suite" "$interp") PYO3_CONFIG_FILE=$sysroot/pyo3-config.txt \
     $bin/maturin build --release --target $triple --compatibility manylinux_$DIST_MANYLINUX -o $out"; rc=$?
@@ -106,7 +106,7 @@ _smoke_in_chroot() { # suite interpreter wheel : a fresh venv in the chroot, out
   rm -rf "${root:?}$dir" && mkdir -p "$root$dir/tools" "$root$dir/tests" || return 1
   cp "$3" "$ROOT/README.md" "$root$dir/" && cp "$ROOT/tools/wheel_smoke.py" "$root$dir/tools/" &&
     cp "$ROOT/tests/test_docs_examples.py" "$root$dir/tests/" || return 1
-  mount_proc "$root" || return 1
+  mount_pseudo_fs "$root" || return 1
   quiet "$LOGS/dist-install-$1-$2.log" in_chroot "$root" sh -c "cd $dir && $2 -m venv venv &&
     PIP_DISABLE_PIP_VERSION_CHECK=1 venv/bin/pip install --no-index --no-deps ./$whl"; rc=$?
   [ $rc -eq 0 ] && { in_chroot "$root" sh -c "cd $dir && exec venv/bin/python tools/wheel_smoke.py README.md"; rc=$?; }

@@ -19,7 +19,7 @@
 #           tests/, examples/, docs/, python/anywait/ with the .so named by the chroot's
 #           EXT_SUFFIX) and tested there with Debian's pytest:
 #             cd /opt/anywait/I && PYTHONPATH=python I -X dev -m pytest -p no:cacheprovider
-#           Only /proc is mounted inside a chroot, while apt or the tests run; what this run
+#           Only /proc and a private /dev/pts are mounted inside a chroot, while apt or the tests run; what this run
 #           mounted is unmounted again, on exit too (trap). If a suite in OPTIONAL_SUITES (testing) cannot be set up,
 #           its targets are SKIPPED with a loud line; any other missing interpreter FAILS.
 # arm64   : a suite named SUITE-arm64 (trixie-arm64: python3.13) is a Debian arm64 chroot run
@@ -122,9 +122,14 @@ mounts_under() { findmnt -rn -o TARGET 2>/dev/null | grep -E "^$1(/|$)" | sort -
 umount_under() { local m; for m in $(mounts_under "$1"); do umount "$m" 2>/dev/null || umount -l "$m"; done; }
 # Only what this run mounted is unmounted again (someone may be working in a chroot by hand).
 MOUNTED=()
-mount_proc() { # root
-  mountpoint -q "$1/proc" && return 0
-  mount -t proc proc "$1/proc" && MOUNTED+=("$1/proc")
+mount_pseudo_fs() { # root : /proc, and a private devpts (pexpect's pseudo-terminals in test_repl)
+  if ! mountpoint -q "$1/proc"; then mount -t proc proc "$1/proc" && MOUNTED+=("$1/proc") || return 1; fi
+  # Since Linux 4.7 the chroot's /dev/ptmx node opens the devpts instance at its sibling pts/;
+  # newinstance keeps the host's terminals out of it.
+  mkdir -p "$1/dev/pts"
+  if ! mountpoint -q "$1/dev/pts"; then
+    mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$1/dev/pts" && MOUNTED+=("$1/dev/pts") || return 1
+  fi
 }
 release_mounts() { # [root] : unmount what this run mounted (under root, or everything)
   local m keep=()
@@ -205,7 +210,7 @@ setup_chroot() { # suite
   printf 'Acquire::Check-Valid-Until "false";\nAcquire::Retries "3";\nAPT::Install-Recommends "false";\n' \
     >"$root/etc/apt/apt.conf.d/99anywait-ci"
   cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
-  mount_proc "$root" || return 1
+  mount_pseudo_fs "$root" || return 1
   # A package of another architecture (the cross toolchain's libstd-rust-dev:arm64) needs
   # that architecture known to dpkg first.
   foreign=$(printf '%s\n' "${pkgs[@]}" | sed -n 's/.*:\([a-z0-9]*\)$/\1/p' | sort -u | sed 's/^/dpkg --add-architecture /; s/$/ \&\&/' | tr '\n' ' ')
@@ -320,7 +325,7 @@ $(in_chroot "$broot" cargo --version) in $(builder_of "$suite"), --target $tripl
   stage_sysroot "$suite" "$interp" || return 1
   rm -rf "${broot:?}$src" && mkdir -p "$broot$src" && cp -r "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" "$ROOT/crates" "$broot$src/" || return 1
   vendor_into "$broot$src" || return 1
-  mount_proc "$broot" || return 1
+  mount_pseudo_fs "$broot" || return 1
   # The target directory stays in the builder chroot, so a second run rebuilds only what changed.
   in_chroot "$broot" sh -c "cd $src && CARGO_TARGET_DIR=$tdir $(foreign_env "$suite" "$interp") \
     PYO3_CROSS_LIB_DIR=$sysroot$stdlib _PYTHON_SYSCONFIGDATA_NAME=$scd \
@@ -347,7 +352,7 @@ stage_tree() { # dir : a mirror of what the tests need from the repository, with
 in_tree() { # suite interpreter command : run the shell command (expanded inside the chroot,
   # globs included) in the chroot's staged tree for interpreter, /proc mounted
   local root rc; root=$(root_of "$1")
-  mount_proc "$root" || return 1
+  mount_pseudo_fs "$root" || return 1
   timeout --foreground -k 30 "$(budget_timeout)" chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PYTHONDONTWRITEBYTECODE=1 \
     PYTHONPATH="/opt/anywait/$2/python" sh -c "cd /opt/anywait/$2 && $3"; rc=$?
@@ -422,7 +427,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then  # run, not sourced
       [ -z "$(mounts_under "$BASE")" ] || { echo "mounts left under $BASE, not deleting"; exit 1; }
       rm -rf "$BASE" "$BASE.lock"; echo "removed $BASE"; exit 0 ;;
     shell) # a shell inside a chroot, /proc mounted, for poking at a failure
-      root=$(root_of "${2:?usage: $0 shell SUITE}"); mount_proc "$root" && in_chroot "$root" bash; exit ;;  # trap unmounts
+      root=$(root_of "${2:?usage: $0 shell SUITE}"); mount_pseudo_fs "$root" && in_chroot "$root" bash; exit ;;  # trap unmounts
     *) echo "usage: $0 [setup|host|chroots|all|clean|shell SUITE]"; exit 2 ;;
   esac
   summary

@@ -70,9 +70,8 @@ def install() -> None:
         _replace(asyncio, "run", _run)
         _replace(asyncio.runners, "run", _run)
         _replace(asyncio.base_events.BaseEventLoop, "run_until_complete", _run_until_complete)
-        if "uvloop" in sys.modules or importlib.util.find_spec("uvloop") is not None:
-            import uvloop
-
+        uvloop = _importable_uvloop()
+        if uvloop is not None:
             _replace(uvloop.Loop, "run_until_complete", _run_until_complete)
     loop = _get_running_loop()
     if loop is not None:
@@ -91,6 +90,18 @@ def uninstall() -> None:
     while _replaced:
         owner, name, original = _replaced.pop()
         setattr(owner, name, original)
+
+
+def _importable_uvloop() -> Any:
+    """uvloop if it imports here, else None (a distribution's uvloop may lack its
+    extension module for this interpreter, as Debian's did for a new CPython)."""
+    if "uvloop" not in sys.modules and importlib.util.find_spec("uvloop") is None:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop
 
 
 def _replace(owner: Any, name: str, replacement: Callable[..., Any]) -> None:
