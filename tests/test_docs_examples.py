@@ -108,6 +108,7 @@ def test_every_pycon_block_in_the_docs_replays_at_the_prompt() -> None:
     import os
 
     import pytest
+    from terminal import spawn_repl
 
     pexpect = pytest.importorskip("pexpect", reason="pexpect is not installed")
     blocks = [
@@ -122,9 +123,7 @@ def test_every_pycon_block_in_the_docs_replays_at_the_prompt() -> None:
         lines = block.splitlines()
         typed = _typed_at_the_prompt(lines)
         shown = [line for line in lines if not line.startswith((">>> ", "..."))]
-        child = pexpect.spawn(
-            sys.executable, ["-m", "anywait"], env=env, encoding="utf-8", timeout=30
-        )
+        child = spawn_repl(pexpect, env, timeout=30)
         child.logfile_read = screen = io.StringIO()
         try:
             child.expect(">>> ")

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from terminal import spawn_repl
 
 pexpect = pytest.importorskip("pexpect", reason="pexpect is not installed (the test extra has it)")
 
@@ -26,14 +27,7 @@ def repl(request: pytest.FixtureRequest) -> Iterator[Any]:
     env = dict(os.environ, TERM="xterm", PYTHON_COLORS="0", NO_COLOR="1", PYTHONSTARTUP="")
     if request.param == "readline":
         env["PYTHON_BASIC_REPL"] = "1"
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "anywait"],
-        env=env,
-        encoding="utf-8",
-        timeout=TIMEOUT,
-        dimensions=(40, 200),
-    )
+    child = spawn_repl(pexpect, env, timeout=TIMEOUT, dimensions=(40, 200))
     try:
         child.expect("anywait REPL")
         child.expect(PROMPT)
