@@ -13,6 +13,11 @@ Rows, each ``aw`` being ``noop()`` and ``asyncio.sleep(0)``:
   iterating: ``create_task`` and the two iterations (its step, its done callback) that
   any design pays, driven by asyncio's private ``_run_once``.
 
+On Trio (when installed), ``await_(trio.sleep(0))`` on ``start_loop(backend="trio")``
+beside ``trio.from_thread.run`` into one long-lived ``trio.run`` on a thread (the twin),
+``trio.run`` per call, and a floor: inside one run, a new system task per call and
+waiting for it (what a call is, with neither the fiber switches nor a thread).
+
 Usage: python benches/bench_sync_first.py [--quick] [--rounds N]
 """
 
@@ -167,6 +172,127 @@ def floor(make: Callable[[], Any]) -> h.RunnerFactory:
     return factory
 
 
+def trio_ours() -> h.RunnerFactory:
+    import trio
+
+    @contextlib.contextmanager
+    def factory() -> Iterator[h.Runner]:
+        with anywait.persistent_loop(backend="trio"):
+            await_ = anywait.await_
+            sleep = trio.sleep
+
+            def run(n: int) -> None:
+                for _ in range(n):
+                    await_(sleep(0))
+
+            yield run
+
+    return factory
+
+
+def trio_from_thread() -> h.RunnerFactory:
+    import threading
+
+    import trio
+
+    @contextlib.contextmanager
+    def factory() -> Iterator[h.Runner]:
+        ready = threading.Event()
+        box: dict[str, Any] = {}
+
+        async def host() -> None:
+            box["token"], box["stop"] = trio.lowlevel.current_trio_token(), trio.Event()
+            ready.set()
+            await box["stop"].wait()
+
+        thread = threading.Thread(target=trio.run, args=(host,))
+        thread.start()
+        ready.wait()
+        token = box["token"]
+        try:
+
+            def run(n: int) -> None:
+                for _ in range(n):
+                    trio.from_thread.run(trio.sleep, 0, trio_token=token)
+
+            yield run
+        finally:
+            trio.from_thread.run_sync(box["stop"].set, trio_token=token)
+            thread.join()
+
+    return factory
+
+
+def trio_run_per_call() -> h.RunnerFactory:
+    import trio
+
+    @contextlib.contextmanager
+    def factory() -> Iterator[h.Runner]:
+        def run(n: int) -> None:
+            for _ in range(n):
+                trio.run(trio.sleep, 0)
+
+        yield run
+
+    return factory
+
+
+def trio_floor() -> h.RunnerFactory:
+    """The runner is a persistent Trio run of anywait's used only to enter one async
+    function per sample: the n calls inside it are timed together, each a system task
+    spawned and waited for, all in one run."""
+    import trio
+
+    async def call(done: Any) -> None:
+        await trio.sleep(0)
+        done.set()
+
+    async def calls(n: int) -> None:
+        for _ in range(n):
+            done = trio.Event()
+            trio.lowlevel.spawn_system_task(call, done)
+            await done.wait()
+
+    @contextlib.contextmanager
+    def factory() -> Iterator[h.Runner]:
+        with anywait.persistent_loop(backend="trio"):
+
+            def run(n: int) -> None:
+                anywait.await_(calls(n))
+
+            yield run
+
+    return factory
+
+
+def trio_cases(ms: float) -> list[h.Case]:
+    bench = "await_(trio.sleep(0)) from sync code"
+    try:
+        import trio  # noqa: F401
+    except ImportError:
+        return [h.timed_case(bench, "anywait", None, sample_ms=ms, skip="trio not installed")]
+    return [
+        h.timed_case(bench, "anywait", trio_ours(), sample_ms=ms, note="persistent trio.run"),
+        h.timed_case(
+            bench,
+            "from_thread.run",
+            trio_from_thread(),
+            sample_ms=ms,
+            note="trio.run in a thread, from_thread.run per call",
+        ),
+        h.timed_case(
+            bench, "trio.run", trio_run_per_call(), sample_ms=ms, note="a new run per call"
+        ),
+        h.timed_case(
+            bench,
+            "floor",
+            trio_floor(),
+            sample_ms=ms,
+            note="inside one run: spawn a system task, wait for it",
+        ),
+    ]
+
+
 def _ignore(_: Any) -> None:
     pass
 
@@ -233,6 +359,7 @@ def main() -> None:
                 note="create_task + its two loop iterations, no run_forever",
             )
         )
+    cases += trio_cases(ms)
     print(f"Python {sys.version.split()[0]}; rounds: {rounds} x ~{ms:.0f} ms")
     samples = h.run_rounds(cases, rounds, label="timing")
     rows = h.summarize(cases, samples, baseline=BASELINE)

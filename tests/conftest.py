@@ -14,6 +14,7 @@ Test files are named for the layer or feature they test, so a failing test names
 * ``test_tasks_*``: putting a portal under a running task (src/tasks, ``anywait._tasks``);
 * ``test_adapters``: the sync adapters (``anywait._adapters``);
 * ``test_sync_loop``: sync-first programs, a persistent loop (``anywait._sync_loop``);
+* ``test_sync_trio``: the same on a persistent Trio run (``anywait._sync_trio``);
 * ``test_nested_run``: nested ``asyncio.run`` inside a running loop (``anywait._nested_run``);
 * ``test_jupyter``: the IPython extension in a real kernel (``anywait._jupyter``);
 * ``test_repl``: ``python -m anywait`` in a pseudo-terminal (``anywait._repl``);

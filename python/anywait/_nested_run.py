@@ -140,7 +140,7 @@ def _run(
         _require_coroutine(main)
         return _nested(loop, main, debug, "asyncio.run()")
     host = _sync_loop._host()
-    if host is not None:
+    if isinstance(host, _sync_loop._Host):  # a persistent Trio run is no asyncio loop
         _require_coroutine(main)
         with _DebugMode(host.loop, debug):
             return host.run(main)

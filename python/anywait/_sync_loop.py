@@ -50,10 +50,11 @@ import sys
 import threading
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from anywait import _tree
 from anywait._anywait import Fiber, _make_portal, _set_sync_first, suspend
+from anywait._sync_trio import TrioHost
 
 T = TypeVar("T")
 
@@ -231,19 +232,24 @@ def _close(aw: object) -> None:
 
 _local = threading.local()
 #: Thread -> its host, for the error of an await_ on a thread that has none.
-_hosts: dict[threading.Thread, _Host] = {}
+_hosts: dict[threading.Thread, _Host | TrioHost] = {}
 
 
-def _host() -> _Host | None:
-    host: _Host | None = getattr(_local, "host", None)
+def _host() -> _Host | TrioHost | None:
+    host: _Host | TrioHost | None = getattr(_local, "host", None)
     return host
+
+
+def _in_trio_run() -> bool:
+    trio = sys.modules.get("trio")
+    return trio is not None and bool(trio.lowlevel.in_trio_run())
 
 
 def _await_sync_first(aw: Awaitable[Any]) -> Any:
     """`await_` where no portal step runs (called by the compiled core)."""
     host = _host()
     if host is not None:
-        if _get_running_loop() is not None:
+        if _get_running_loop() is not None or _in_trio_run():
             return NotImplemented  # a loop callback, or another loop: the no-portal error
         return host.run(aw)
     if _get_running_loop() is not None:
@@ -263,11 +269,28 @@ def _await_sync_first(aw: Awaitable[Any]) -> Any:
 _set_sync_first(_await_sync_first)
 
 
+@overload
 def start_loop(
     *,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,
-) -> asyncio.AbstractEventLoop:
+    backend: Literal["asyncio"] = "asyncio",
+) -> asyncio.AbstractEventLoop: ...
+@overload
+def start_loop(*, backend: Literal["trio"]) -> Any: ...  # trio.lowlevel.TrioToken
+@overload
+def start_loop(
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    debug: bool | None = None,
+    backend: str = "asyncio",
+) -> Any: ...
+def start_loop(
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    debug: bool | None = None,
+    backend: str = "asyncio",
+) -> Any:
     """Start a persistent asyncio event loop on this thread, and return it.
 
     From then on `await_` in plain sync code on this thread (outside any task) runs
@@ -278,6 +301,11 @@ def start_loop(
     (e.g. ``uvloop.new_event_loop``; default ``asyncio.new_event_loop``), and
     ``debug`` sets its debug mode, as for ``asyncio.Runner``. On the main thread,
     Ctrl-C during an `await_` cancels what it awaits and raises KeyboardInterrupt there.
+
+    ``backend="trio"`` starts a persistent Trio run instead (no ``loop_factory`` or
+    ``debug``), and returns its ``trio.lowlevel.TrioToken``: `await_` runs each
+    awaitable as a new system task of the run, and what the run holds (system tasks,
+    channels, sockets) persists between calls.
 
     Stop it with `stop_loop` (interpreter exit does that for the main thread).
     RuntimeError if an event loop is running on this thread, or a persistent loop is
@@ -294,6 +322,17 @@ def start_loop(
             "this thread has a persistent loop already: use it, or call "
             "anywait.stop_loop() before starting another"
         )
+    if backend == "trio":
+        if loop_factory is not None or debug is not None:
+            raise TypeError("loop_factory and debug are asyncio's: not for backend='trio'")
+        if _in_trio_run():
+            raise RuntimeError("start_loop() cannot be called inside a Trio run")
+        trio_host = TrioHost()
+        _local.host = trio_host
+        _hosts[trio_host.thread] = trio_host
+        return trio_host.token
+    if backend != "asyncio":
+        raise ValueError(f"unknown backend {backend!r}: use 'asyncio' or 'trio'")
     loop = asyncio.new_event_loop() if loop_factory is None else loop_factory()
     if debug is not None:
         loop.set_debug(debug)
@@ -320,11 +359,18 @@ def stop_loop() -> None:
     host = _host()
     if host is None:
         raise RuntimeError("this thread has no persistent loop to stop (see anywait.start_loop)")
-    if _get_running_loop() is not None:
+    if _get_running_loop() is not None or _in_trio_run():
         raise RuntimeError(
             "stop_loop() must be called from sync code, not from a task or callback of a "
             "running loop"
         )
+    if isinstance(host, TrioHost):
+        try:
+            host.stop()
+        finally:
+            _local.host = None
+            _hosts.pop(host.thread, None)
+        return
     loop = host.loop
     try:
         _cancel_all_tasks(host)
@@ -369,15 +415,32 @@ def _cancel_all_tasks(host: _Host) -> None:
             )
 
 
+@overload
+def persistent_loop(
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    debug: bool | None = None,
+    backend: Literal["asyncio"] = "asyncio",
+) -> contextlib.AbstractContextManager[asyncio.AbstractEventLoop]: ...
+@overload
+def persistent_loop(*, backend: Literal["trio"]) -> contextlib.AbstractContextManager[Any]: ...
+@overload
+def persistent_loop(
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    debug: bool | None = None,
+    backend: str = "asyncio",
+) -> contextlib.AbstractContextManager[Any]: ...
 @contextlib.contextmanager
 def persistent_loop(
     *,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     debug: bool | None = None,
-) -> Iterator[asyncio.AbstractEventLoop]:
+    backend: str = "asyncio",
+) -> Iterator[Any]:
     """`start_loop` for a ``with`` block: the loop is stopped (`stop_loop`) when the
     block ends."""
-    loop = start_loop(loop_factory=loop_factory, debug=debug)
+    loop = start_loop(loop_factory=loop_factory, debug=debug, backend=backend)
     try:
         yield loop
     finally:
