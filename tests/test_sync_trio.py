@@ -266,6 +266,23 @@ def test_between_calls_the_thread_is_not_in_a_trio_run(runner: tuple[Run, Any]) 
     assert run(co_value) == 42
 
 
+def test_sniffio_names_trio_only_inside_calls(runner: tuple[Run, Any]) -> None:
+    sniffio = pytest.importorskip("sniffio")
+    run, _ = runner
+
+    async def co_library() -> str:
+        return str(sniffio.current_async_library())
+
+    async def in_asyncio() -> str:
+        return str(sniffio.current_async_library())
+
+    assert run(co_library) == "trio"
+    with pytest.raises(sniffio.AsyncLibraryNotFoundError):
+        sniffio.current_async_library()
+    assert asyncio.run(in_asyncio()) == "asyncio"
+    assert run(co_library) == "trio"
+
+
 def test_time_and_deadlines_go_on_across_calls(runner: tuple[Run, Any]) -> None:
     run, _ = runner
     box: dict[str, Any] = {}

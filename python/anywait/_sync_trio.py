@@ -4,10 +4,9 @@ One ``trio.run`` runs on a fiber for the life of the persistent loop, with a por
 every task (`AutoPortalInstrument`). `await_` in sync code runs its awaitable as a new
 system task of that run (in a copy of the caller's context, as asyncio's persistent loop
 does) and switches to the fiber until it is done; the fiber then suspends at the end of
-that batch of Trio's scheduler, in the ``before_io_wait`` instrument hook, which is
-where ``trio.run`` would block next: between calls nothing of the run executes, and
-what it holds (system tasks started with ``trio.lowlevel.spawn_system_task``, memory
-channels, sockets) persists.
+that batch of Trio's scheduler, where ``trio.run`` would wait for I/O next (below):
+between calls nothing of the run executes, and what it holds (system tasks started
+with ``trio.lowlevel.spawn_system_task``, memory channels, sockets) persists.
 
 Why not guest mode on a host loop (``trio.lowlevel.start_guest_run``): guest mode waits
 for I/O in a helper thread and hands every batch across threads, and needs a host loop
@@ -15,19 +14,21 @@ running; this design has neither, and a call costs two fiber switches.
 
 Why this is safe although Trio's run state is thread-local: the fiber only ever pauses
 between batches (no task step is open), and while it is paused what the run put on the
-thread (its thread-local run state, its async-generator hooks, and on the main thread
-its SIGINT handler and signal wakeup fd) is taken off and put back when it resumes, so
-sync code sees no Trio run (``trio.run`` works there, ``in_trio_run()`` is False,
-Ctrl-C is a plain KeyboardInterrupt).
+thread (its thread-local run state, its async-generator hooks, the name sniffio reports,
+and on the main thread its SIGINT handler and signal wakeup fd) is taken off and put back
+when it resumes, so sync code sees no Trio run (``trio.run`` works there,
+``in_trio_run()`` is False, Ctrl-C is a plain KeyboardInterrupt).
 
 The run pauses where it would next wait for I/O: in the clock Trio asks for the wait's
 timeout when it has nothing to run (`_PausingClock`), else in ``before_io_wait`` (the
 timeout is 0 then). A new call is spawned as a system task there, when the run resumes,
-and the wait that follows does not block. The awaited code is not
-KI-protected (as in the main task of a ``trio.run``, though it runs in a system task):
-Ctrl-C while it computes raises KeyboardInterrupt in it, as Trio does; Ctrl-C while the
-run waits is delivered to the run's main task, which cancels what the call awaits, and
-the call raises KeyboardInterrupt. Either way the run goes on.
+and the wait that follows does not block.
+
+The awaited code is not KI-protected (as in the main task of a ``trio.run``, though it
+runs in a system task): Ctrl-C while it computes raises KeyboardInterrupt in it, as
+Trio does; Ctrl-C while the run waits is delivered to the run's main task, which
+cancels what the call awaits, and the call raises KeyboardInterrupt. Either way the
+run goes on.
 
 Invariants: one host per thread (`_sync_loop` keeps it); its fiber is resumed only from
 the host's thread, never while it runs, and only by `run` and `stop`.
@@ -116,7 +117,16 @@ class TrioHost:
         self.run_asyncgen_hooks = sys.get_asyncgen_hooks()
         sys.set_asyncgen_hooks(*self.outer_asyncgen_hooks)
         self.run_signals = _swap_signals(self.outer_signals)
+        # Trio 0.23+ names itself in sniffio's thread-local for the whole run; between
+        # calls sync code (and an asyncio.run there) must not be told it runs in Trio.
+        sniffio = sys.modules.get("sniffio")
+        library: Any = getattr(sniffio, "thread_local", None)
+        run_library = getattr(library, "name", None)
+        if run_library is not None:
+            library.name = None  # sync code: no async library
         suspend()
+        if run_library is not None:
+            library.name = run_library
         self.outer_signals = _swap_signals(self.run_signals)
         self.outer_asyncgen_hooks = sys.get_asyncgen_hooks()
         sys.set_asyncgen_hooks(*self.run_asyncgen_hooks)
