@@ -242,7 +242,16 @@ def _host() -> _Host | TrioHost | None:
 
 def _in_trio_run() -> bool:
     trio = sys.modules.get("trio")
-    return trio is not None and bool(trio.lowlevel.in_trio_run())
+    if trio is None:
+        return False
+    in_trio_run = getattr(trio.lowlevel, "in_trio_run", None)  # Trio 0.23+
+    if in_trio_run is not None:
+        return bool(in_trio_run())
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _await_sync_first(aw: Awaitable[Any]) -> Any:

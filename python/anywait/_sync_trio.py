@@ -74,6 +74,7 @@ class TrioHost:
         self.outer_asyncgen_hooks = sys.get_asyncgen_hooks()
         self.ended: BaseException | None = None  # what ended trio.run, if it raised
         self.ended_reported = False
+        self.sniffio_cvar: contextvars.ContextVar[str | None] | None = None
         self.fiber = Fiber(self._main)
         self.fiber.switch()
         if self.fiber.dead:
@@ -93,6 +94,14 @@ class TrioHost:
         trio = self.trio
         self.token = trio.lowlevel.current_trio_token()
         self.stop_event = trio.Event()
+        import sniffio  # a dependency of Trio's
+
+        thread_local = getattr(sniffio, "thread_local", None)  # sniffio 1.3+
+        if getattr(thread_local, "name", None) != "trio":
+            # Trio before 0.23 names itself to sniffio through a context variable set
+            # in its tasks' contexts, which a call's context (the caller's) lacks; as
+            # its trio.from_thread.run does, calls set it.
+            self.sniffio_cvar = sniffio.current_async_library_cvar
         self.pause_pending = True
         while True:
             try:
@@ -152,6 +161,8 @@ class TrioHost:
 
         trio = self.trio
         context = contextvars.copy_context()
+        if self.sniffio_cvar is not None:
+            context.run(self.sniffio_cvar.set, "trio")
         box = self.outcome
 
         async def call() -> None:
