@@ -71,11 +71,11 @@ selected() { # words... -> 0 if PY is unset or equals one of them
   return 1
 }
 
-pytest_verdict() { # rc -> a word on what pytest's exit status means
+pytest_verdict() { # rc [timeout-variable] -> a word on what pytest's exit status means
   case $1 in
     0) ;; 1) echo "tests failed" ;; 2) echo "interrupted" ;; 3) echo "pytest internal error" ;;
     4) echo "pytest usage error" ;; 5) echo "no tests were collected" ;;
-    124) echo "timed out (TEST_TIMEOUT=${TEST_TIMEOUT}s)" ;;
+    124) local var=${2:-TEST_TIMEOUT}; echo "timed out ($var=${!var}s, or the run's budget)" ;;
     13[0-9] | 1[4-9][0-9]) echo "the interpreter died of signal $(($1 - 128)) ($(kill -l $(($1 - 128)) 2>/dev/null || echo ?))" ;;
     *) echo "exit status $1" ;;
   esac
@@ -392,7 +392,7 @@ chroot_target() { # suite interpreter
   over_budget "$name" && return
   build_target "$s" "$i" || { record "$name" 1 "build failed"; return; }
   timed "pytest $name" test_chroot "$s" "$i"; rc=$?
-  record "$name" $rc "$(pytest_verdict $rc)"
+  record "$name" $rc "$(pytest_verdict $rc "$([ -n "$(suite_arch "$s")" ] && echo FOREIGN_TEST_TIMEOUT)")"
 }
 
 lock_chroots() { # one run at a time uses $BASE (fd 9 until unlock_chroots)
