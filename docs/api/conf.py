@@ -21,7 +21,7 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 nitpick_ignore_regex = [
     # Standard-library types in signatures (no intersphinx: the build is offline).
-    ("py:class", r"(collections\.abc|contextlib|asyncio\.events)\.\w+"),
+    ("py:class", r"(collections\.abc|contextlib|asyncio(\.events)?)\.\w+"),
     ("py:mod", r"contextvars"),
     # The package's type variables (anywait._portals.T and the like).
     ("py:class", r"(anywait\._\w+\.)?(T|P|T_co)"),
