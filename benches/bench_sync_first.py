@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -267,9 +268,7 @@ def trio_floor() -> h.RunnerFactory:
 
 def trio_cases(ms: float) -> list[h.Case]:
     bench = "await_(trio.sleep(0)) from sync code"
-    try:
-        import trio  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("trio") is None:
         return [h.timed_case(bench, "anywait", None, sample_ms=ms, skip="trio not installed")]
     return [
         h.timed_case(bench, "anywait", trio_ours(), sample_ms=ms, note="persistent trio.run"),

@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anywait
@@ -64,13 +64,7 @@ async def asyncio_soak(n: int, every: int, warmup: int) -> None:
             pending = [loop.create_task(lifecycle()) for _ in range(min(count - made, 100))]
             made += len(pending)
 
-    await batch(warmup)
-    first = holdings()
-    started, done = time.perf_counter(), 0
-    while done < n:
-        await batch(every)
-        done += every
-        report("asyncio", done, started, first)
+    await soak("asyncio", batch, n, every, warmup)
 
 
 async def trio_soak(n: int, every: int, warmup: int) -> None:
@@ -85,13 +79,20 @@ async def trio_soak(n: int, every: int, warmup: int) -> None:
                 for _ in range(min(100, count - start)):
                     nursery.start_soon(lifecycle)
 
+    await soak("trio", batch, n, every, warmup)
+
+
+async def soak(
+    label: str, batch: Callable[[int], Awaitable[None]], n: int, every: int, warmup: int
+) -> None:
+    """``warmup`` lifecycles, then ``n`` in batches of ``every``, reported after each."""
     await batch(warmup)
     first = holdings()
     started, done = time.perf_counter(), 0
     while done < n:
         await batch(every)
         done += every
-        report("trio", done, started, first)
+        report(label, done, started, first)
 
 
 def threads_at_once(threads: int, per_thread: int) -> None:
@@ -101,15 +102,16 @@ def threads_at_once(threads: int, per_thread: int) -> None:
 
     async def main() -> None:
         gate = asyncio.Event()
-        woke = 0
+        entered = woke = 0
 
         async def blocked() -> None:
-            nonlocal woke
+            nonlocal entered, woke
+            entered += 1  # then blocks in await_ within this same step
             sync_part(gate.wait)
             woke += 1
 
         tasks = [asyncio.get_running_loop().create_task(blocked()) for _ in range(per_thread)]
-        while not all(t.done() or _waiting(t) for t in tasks):
+        while entered < per_thread:  # every task has taken its first step: all blocked
             await asyncio.sleep(0)
         gate.set()
         await asyncio.gather(*tasks)
@@ -124,8 +126,7 @@ def threads_at_once(threads: int, per_thread: int) -> None:
     for w in workers:
         w.join()
     elapsed = time.perf_counter() - started
-    time.sleep(0.2)  # a joined thread's OS thread may take a moment to go
-    after = holdings()
+    after = _settled_holdings(before[2])
     print(
         f"{threads} threads x {per_thread} blocked portal tasks: all woke and finished "
         f"({sum(results):,} of {threads * per_thread:,}) in {elapsed:.2f} s; "
@@ -134,8 +135,13 @@ def threads_at_once(threads: int, per_thread: int) -> None:
     )
 
 
-def _waiting(task: asyncio.Task[Any]) -> bool:
-    return task._fut_waiter is not None  # type: ignore[attr-defined]
+def _settled_holdings(threads_before: int) -> tuple[float, int, int]:
+    """holdings() once the joined threads' OS threads are gone (join returns when the
+    Python thread is done; the kernel may take a moment more), or after a second."""
+    deadline = time.monotonic() + 1
+    while (now := holdings())[2] > threads_before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return now
 
 
 def main() -> None:

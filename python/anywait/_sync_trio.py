@@ -54,9 +54,13 @@ class TrioHost:
     """The persistent Trio run of one thread (see the module docs)."""
 
     def __init__(self) -> None:
+        import outcome  # a dependency of Trio's
         import trio
+        from trio._core import _run as trio_run
 
         self.trio = trio
+        self.outcome_of = outcome  # looked up once: run() and pause() are per call
+        self.run_context = trio_run.GLOBAL_RUN_CONTEXT  # the run's thread-local state
         self.thread = threading.current_thread()
         self.awaited = trio.lowlevel.disable_ki_protection(_await)
         trio.abc.Clock.register(_PausingClock)  # current_clock() is a trio.abc.Clock
@@ -117,10 +121,8 @@ class TrioHost:
         """Called where the run would wait next once a call is done: leave the thread as
         if no Trio run were on it, until the next resume; then spawn the call it brings.
         True if it brought one."""
-        from trio._core import _run as trio_run  # the run's thread-local state
-
         self.pause_pending = False
-        state = trio_run.GLOBAL_RUN_CONTEXT
+        state = self.run_context
         self.paused_state = dict(state.__dict__)
         state.__dict__.clear()
         self.run_asyncgen_hooks = sys.get_asyncgen_hooks()
@@ -157,9 +159,8 @@ class TrioHost:
                 "await_() re-entered the persistent Trio run while it was already running "
                 "a call on this thread"
             )
-        import outcome
-
         trio = self.trio
+        outcome = self.outcome_of
         context = contextvars.copy_context()
         if self.sniffio_cvar is not None:
             context.run(self.sniffio_cvar.set, "trio")
