@@ -18,6 +18,7 @@ from anywait._adapters import (  # noqa: E402
     decorate_as_sync,
 )
 from anywait._anywait import await_  # noqa: E402
+from anywait._generators import generator, yield_  # noqa: E402
 from anywait._jupyter import load_ipython_extension, unload_ipython_extension  # noqa: E402
 from anywait._nested_run import install, uninstall  # noqa: E402
 from anywait._portals import (  # noqa: E402
@@ -46,6 +47,7 @@ __all__ = [
     "bestow_portal",
     "decorate_as_sync",
     "ensure_portal",
+    "generator",
     "has_portal",
     "install",
     "load_ipython_extension",
@@ -60,4 +62,5 @@ __all__ = [
     "with_portal_run",
     "with_portal_run_sync",
     "with_portal_run_tree",
+    "yield_",
 ]

@@ -3,7 +3,8 @@
 
 import contextvars
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from types import TracebackType
 from typing import Any, Literal, TypeVar, final
 
 _T = TypeVar("_T")
@@ -83,6 +84,42 @@ def await_(awaitable: Awaitable[_T], /) -> _T:
     to a failing ``await_`` is closed."""
 
 @final
+@final
+class StackfulGenerator(Generator[Any, Any, Any]):
+    """What a function decorated with :func:`anywait.generator` returns: a generator
+    whose body yields with :func:`yield_` from any depth."""
+
+    def __new__(
+        cls,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any] | None = None,
+        /,
+    ) -> StackfulGenerator: ...
+    def __iter__(self) -> StackfulGenerator: ...
+    def __next__(self) -> Any: ...
+    def send(self, value: Any, /) -> Any: ...
+    def throw(
+        self,
+        typ: BaseException | type[BaseException],
+        val: object = None,
+        tb: TracebackType | None = None,
+        /,
+    ) -> Any: ...
+    def close(self) -> Any: ...
+    @property
+    def gi_running(self) -> bool: ...
+    @property
+    def gi_suspended(self) -> bool: ...
+    @property
+    def __name__(self) -> str: ...
+    @property
+    def __qualname__(self) -> str: ...
+
+def yield_(value: Any = None, /) -> Any:
+    """Suspend the innermost running anywait generator, producing ``value``; returns
+    what its consumer sends (None for ``next()``)."""
+
 class Portal:
     """A coroutine whose steps run on fibers, so that ``await_`` works inside it. The
     event loop drives it exactly like the coroutine it wraps."""

@@ -5,6 +5,7 @@
 //!
 //! | layer       | owns                                                                  |
 //! |-------------|-----------------------------------------------------------------------|
+//! | `generator/`| stackful generators: `@anywait.generator` objects and `yield_`        |
 //! | `tasks/`    | putting a portal under a running asyncio C Task or Trio task          |
 //! | `portal/`   | the `Portal` awaitable, step workers, `await_`, scoped calls          |
 //! | `interop/`  | keeping other stack users consistent across steps (greenlet)          |
@@ -24,6 +25,8 @@
 mod fatal;
 #[cfg(not(anywait_unsupported))]
 mod fiber;
+#[cfg(not(anywait_unsupported))]
+mod generator;
 #[cfg(not(anywait_unsupported))]
 mod input_hook;
 #[cfg(not(anywait_unsupported))]
@@ -77,6 +80,7 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     // portal/ (and the hooks interop/ calls it through)
     portal::worker::register_with_bridge();
+    fiber::relay::set_handler(portal::await_::relay_trap);
     m.add_class::<Portal>()?;
     let portal_type = Portal::type_object_raw(py);
     // SAFETY: as above, for the Portal class.
@@ -96,6 +100,19 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     // input_hook.rs (python -m anywait)
     m.add_function(wrap_pyfunction!(input_hook::_set_input_hook, m)?)?;
+
+    // generator/
+    m.add_class::<generator::object::StackfulGenerator>()?;
+    let generator_type = generator::object::StackfulGenerator::type_object_raw(py);
+    // SAFETY: as above, for the StackfulGenerator class.
+    unsafe {
+        finalizer::install::<{ finalizer::GENERATOR }>(
+            generator_type,
+            generator::object::finalize_generator,
+        )
+    }
+    .map_err(PyImportError::new_err)?;
+    generator::entry::install(m)?;
 
     // tasks/
     m.add_function(wrap_pyfunction!(tasks::c_task::_swap_c_task_coro, m)?)?;

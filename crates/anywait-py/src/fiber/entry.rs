@@ -132,7 +132,7 @@ fn raise(py: Python<'_>, err: PyErr) -> *mut ffi::PyObject {
 /// # Safety
 /// The arguments are those CPython passes to a `METH_FASTCALL | METH_KEYWORDS`
 /// function, with the GIL held.
-unsafe fn with_value_arg(
+pub(crate) unsafe fn with_value_arg(
     name: &CStr,
     args: *const *mut ffi::PyObject,
     nargsf: ffi::Py_ssize_t,

@@ -22,7 +22,8 @@ pub(crate) type Finalize = unsafe extern "C" fn(*mut ffi::PyObject);
 /// Classes that can have a finalizer: one slot each in `PYO3_DEALLOCS`.
 pub(crate) const FIBER: usize = 0;
 pub(crate) const PORTAL: usize = 1;
-const SLOTS: usize = 2;
+pub(crate) const GENERATOR: usize = 2;
+const SLOTS: usize = 3;
 
 /// PyO3's own deallocator of each class, called after finalization.
 static PYO3_DEALLOCS: [OnceLock<ffi::destructor>; SLOTS] = [const { OnceLock::new() }; SLOTS];

@@ -2,7 +2,7 @@
 //! thread, queued for its owner thread, or abandoned.
 //!
 //! A suspended fiber whose object dies is unwound by throwing `FiberExit` into it on
-//! its own thread ([`kill`]); if the object dies on another thread the core is queued
+//! its own thread ([`kill`]; `GeneratorExit` into a linked fiber, as for a generator); if the object dies on another thread the core is queued
 //! for its owner thread ([`place_orphan`]), and if the owner thread is gone the core is
 //! abandoned ([`abandon`]): its references are dropped, its stack is leaked, none of its
 //! code runs. A fiber that will not die is leaked the same way. Nothing here ever frees
@@ -10,7 +10,7 @@
 
 use std::ptr;
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyGeneratorExit, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::{ffi, PyErr};
 
@@ -35,10 +35,17 @@ pub(crate) unsafe fn kill(
     core: *mut FiberCore,
     pyobj: *mut ffi::PyObject,
 ) -> KillOutcome {
-    let exit = PyErr::new::<FiberExit, _>(());
+    // SAFETY: live core (caller).
+    let linked = unsafe { (*core).linked() };
+    let exit = if linked {
+        PyErr::new::<PyGeneratorExit, _>(())
+    } else {
+        PyErr::new::<FiberExit, _>(())
+    };
     // SAFETY: forwarded contract.
     match unsafe { resume(py, core, pyobj, Err(exit)) } {
-        Err(e) if e.is_instance_of::<FiberExit>(py) => KillOutcome::Died,
+        Err(e) if !linked && e.is_instance_of::<FiberExit>(py) => KillOutcome::Died,
+        Err(e) if linked && e.is_instance_of::<PyGeneratorExit>(py) => KillOutcome::Died,
         Err(e) => KillOutcome::Raised(e),
         // SAFETY: live core.
         Ok(_) if unsafe { (*core).status() } == Status::Dead => KillOutcome::Died,
@@ -75,7 +82,7 @@ impl QueuedCore {
         match unsafe { kill(py, raw, ptr::null_mut()) } {
             KillOutcome::Died => {}
             KillOutcome::Raised(e) => e.write_unraisable(py, None),
-            KillOutcome::Refused => refused_to_die(py),
+            KillOutcome::Refused => refused_to_die(py, &core),
         }
         drop(core);
     }
@@ -115,10 +122,14 @@ pub(crate) fn abandon(py: Python<'_>, core: &mut FiberCore) {
     core.release_suspended_references(py);
 }
 
-/// Reports a fiber that caught `FiberExit` and suspended again; it is leaked.
-pub(crate) fn refused_to_die(py: Python<'_>) {
-    PyRuntimeError::new_err(
-        "a garbage-collected fiber caught FiberExit and suspended again; its stack is leaked",
-    )
-    .write_unraisable(py, None);
+/// Reports a fiber that caught the exception [`kill`] threw in and suspended again;
+/// it is leaked.
+pub(crate) fn refused_to_die(py: Python<'_>, core: &FiberCore) {
+    let message = if core.linked() {
+        "a garbage-collected generator ignored GeneratorExit (it suspended again); its \
+         stack is leaked"
+    } else {
+        "a garbage-collected fiber caught FiberExit and suspended again; its stack is leaked"
+    };
+    PyRuntimeError::new_err(message).write_unraisable(py, None);
 }

@@ -22,8 +22,11 @@ pub(crate) mod finalizer;
 pub(crate) mod home;
 pub(crate) mod lifetime;
 pub(crate) mod pyfiber;
+pub(crate) mod relay;
 pub(crate) mod switch;
 pub(crate) mod wire;
 
-pub(crate) use switch::{current, resume, resume_wire, suspend_running, Body, FiberCore, Tag};
+pub(crate) use switch::{
+    current, resume, resume_wire, suspend_running, Body, FiberCore, Status, Tag,
+};
 pub(crate) use wire::{error_from, Msg, Wire};

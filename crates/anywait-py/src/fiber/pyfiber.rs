@@ -108,7 +108,8 @@ impl PyFiber {
                     let obj = unsafe { Bound::from_borrowed_ptr(py, obj) };
                     err.write_unraisable(py, Some(&obj));
                 }
-                KillOutcome::Refused => lifetime::refused_to_die(py),
+                // SAFETY: our core, still owned by self (it refused to die).
+                KillOutcome::Refused => lifetime::refused_to_die(py, unsafe { &*core }),
             }
         }
     }

@@ -31,12 +31,13 @@ use std::ptr;
 use std::sync::Arc;
 
 use anywait_fiber::{Fiber as Engine, Resumed, Yielder};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, PyErr};
 
 use super::home::{self, ThreadHome};
+use super::relay;
 use super::wire::{Msg, Wire};
 use crate::fatal::fatal;
 use crate::pystate::{self, Snapshot};
@@ -149,6 +150,16 @@ pub(crate) struct FiberCore {
     /// holds a reference); null otherwise, and during a kill after the object died.
     pyobj: *mut ffi::PyObject,
     home: Arc<ThreadHome>,
+    /// A linked fiber runs as part of whoever resumes it, the way a generator's frame
+    /// runs as part of its consumer's: see [`FiberCore::new_linked`].
+    linked: bool,
+    /// Linked fibers: the resumer's context the fiber was last given (borrowed, for
+    /// comparison only: the snapshot owns its context). While the fiber's context is
+    /// still that one, the next resume gives it the next resumer's.
+    lent_context: *mut ffi::PyObject,
+    /// Set while the fiber is suspended handing a trap of an `await_` in it to its
+    /// resumer (see `relay`); such a fiber is busy, not free to resume.
+    pub(super) relaying: bool,
 }
 
 impl FiberCore {
@@ -170,7 +181,42 @@ impl FiberCore {
             resumer: ptr::null_mut(),
             pyobj: ptr::null_mut(),
             home: home::this_home()?,
+            linked: false,
+            lent_context: ptr::null_mut(),
+            relaying: false,
         })
+    }
+
+    /// A fiber running `body` as part of whoever resumes it, as a generator's frame
+    /// runs as part of its consumer's: on each resume it gets the resumer's contextvars
+    /// context (the object itself, so that changes flow both ways), its handled
+    /// exception (what `sys.exc_info()` sees where the fiber handles none), and its
+    /// recursion depth (the fiber's frames count on top of the resumer's). It is
+    /// unwound with `GeneratorExit` (`lifetime`). `tag` says whose it is, as for a
+    /// native body.
+    pub(crate) fn new_linked(body: Body, tag: Tag) -> PyResult<Self> {
+        let mut core = Self::new(body, None)?;
+        core.tag = tag;
+        core.linked = true;
+        Ok(core)
+    }
+
+    /// Whether the fiber is linked to its resumer ([`FiberCore::new_linked`]).
+    #[inline]
+    pub(crate) fn linked(&self) -> bool {
+        self.linked
+    }
+
+    /// Who resumed the running fiber: another fiber, or null for the thread's stack.
+    #[inline]
+    pub(crate) fn resumer(&self) -> *mut FiberCore {
+        self.resumer
+    }
+
+    /// Whether the fiber is suspended handing a trap to its resumer (see `relay`).
+    #[inline]
+    pub(crate) fn relaying(&self) -> bool {
+        self.relaying
     }
 
     pub(crate) fn status(&self) -> Status {
@@ -329,12 +375,19 @@ pub(crate) unsafe fn resume_wire(
     home::run_pending(py);
     // SAFETY: live core (caller); no other reference to it is active here.
     let c = unsafe { &mut *core };
-    if c.status == Status::Suspended && c.on_owner_thread() {
+    let out = if c.status == Status::Suspended && !c.relaying && c.on_owner_thread() {
         // SAFETY: forwarded contract.
-        return unsafe { switch_into(py, core, pyobj, msg) };
+        unsafe { switch_into(py, core, pyobj, msg) }
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { resume_other(py, core, pyobj, msg) }
+    };
+    // SAFETY: live core (caller); read after the switch, nothing else holds it.
+    if unsafe { (*core).relaying } {
+        // SAFETY: forwarded contract; the fiber is suspended relaying.
+        return unsafe { relay::serve(py, core, pyobj, out) };
     }
-    // SAFETY: forwarded contract.
-    unsafe { resume_other(py, core, pyobj, msg) }
+    out
 }
 
 /// [`resume_wire`] for all but the common case (a suspended fiber on its own thread):
@@ -360,6 +413,14 @@ unsafe fn resume_other(
             msg,
             PyRuntimeError::new_err(
                 "cannot switch to a fiber from a thread other than the one that created it",
+            ),
+        );
+    }
+    if c.relaying {
+        return refuse(
+            msg,
+            PyValueError::new_err(
+                "cannot resume this fiber: it is waiting in await_() for its resumer's event loop",
             ),
         );
     }
@@ -434,7 +495,7 @@ unsafe fn start(core: *mut FiberCore) -> PyResult<()> {
 ///
 /// # Safety
 /// `core` is live, started and suspended (or freshly started), on this thread.
-unsafe fn switch_into(
+pub(super) unsafe fn switch_into(
     py: Python<'_>,
     core: *mut FiberCore,
     pyobj: *mut ffi::PyObject,
@@ -452,6 +513,17 @@ unsafe fn switch_into(
     // One thread-local access for the whole switch: the fiber runs on this thread, so
     // the cell's address stays valid across it.
     let current_cell: *const Cell<*mut FiberCore> = CURRENT.with(ptr::from_ref);
+    // SAFETY: a short read of the live core.
+    let linked = unsafe { (*core).linked };
+    let mut link = Link {
+        depth: 0,
+        released_context: ptr::null_mut(),
+    };
+    if linked {
+        // SAFETY: live core, this thread, GIL held; nothing is switched yet (this may
+        // call the C API: CURRENT and the status are still the resumer's view).
+        link = unsafe { lend(ts, core) };
+    }
     // SAFETY: live core, and the only reference until the engine is resumed; the cell
     // is this thread's and outlives the call.
     let fiber_state = unsafe {
@@ -467,12 +539,24 @@ unsafe fn switch_into(
     // SAFETY: ts is this thread's state, GIL held; from here to the swap back only the
     // stack switch happens (no Python API).
     let outer = unsafe { pystate::swap(ts, fiber_state) };
+    let mut patched = ptr::null_mut();
+    if linked {
+        // SAFETY: the fiber's state is installed; `outer` stays where it is (a local)
+        // until the swap back, after which the link is undone.
+        patched = unsafe { pystate::link_exception_chain(ts, &outer) };
+    }
     // SAFETY: the engine is present while started and not finished; `&mut` to it lasts
     // only for the resume call, during which the fiber touches the core through its own
     // raw pointer, never the engine.
     let resumed = unsafe { (*core).engine.as_mut().expect("engine").resume(msg) };
     // SAFETY: as above: back on the resumer's stack, restoring its view.
-    let fiber_state = unsafe { pystate::swap(ts, outer) };
+    let mut fiber_state = unsafe { pystate::swap(ts, outer) };
+    if linked {
+        fiber_state.unlink(link.depth);
+        // SAFETY: the resumer's state is installed again; `patched` came from this
+        // resume's link.
+        unsafe { pystate::restore_exception_chain(ts, patched) };
+    }
 
     // SAFETY: the fiber is parked or finished: nothing else references the core now.
     let c = unsafe { &mut *core };
@@ -480,6 +564,10 @@ unsafe fn switch_into(
     unsafe { (*current_cell).set(c.resumer) };
     c.resumer = ptr::null_mut();
     c.pyobj = ptr::null_mut();
+    // The context the fiber had before this resume lent it a new one; released only
+    // now that the switch is complete (its deallocation may run Python code).
+    // SAFETY: an owned reference or null; GIL held.
+    unsafe { ffi::Py_XDECREF(link.released_context) };
     match resumed {
         Resumed::Yield(value) => {
             c.status = Status::Suspended;
@@ -502,6 +590,68 @@ unsafe fn switch_into(
             result
         }
     }
+}
+
+/// What linking a fiber to its resumer for one resume changed (see [`lend`]).
+struct Link {
+    /// The resumer's recursion depth, added to the fiber's for the resume.
+    depth: std::ffi::c_int,
+    /// The fiber's previous context, to release once the switch is complete (owned,
+    /// or null).
+    released_context: *mut ffi::PyObject,
+}
+
+/// Gives a linked fiber, about to be resumed, its resumer's context and recursion
+/// depth (see [`FiberCore::new_linked`]).
+///
+/// The context: while the fiber runs in the context it was last lent (or none yet), it
+/// gets the resumer's current one, the object itself. A fiber that suspended inside
+/// `Context.run` of another context keeps that one: the code suspended there must see
+/// it when it resumes.
+///
+/// # Safety
+/// `core` is live, this thread's, suspended (or freshly started) and about to be
+/// switched into; GIL held.
+#[inline(never)]
+unsafe fn lend(ts: *mut ffi::PyThreadState, core: *mut FiberCore) -> Link {
+    // SAFETY: live core (caller), not otherwise borrowed here.
+    let c = unsafe { &mut *core };
+    let state = c
+        .snapshot
+        .as_mut()
+        .expect("suspended fiber without a snapshot");
+    // SAFETY: this thread's state (caller).
+    let depth = unsafe { pystate::recursion_depth(ts) };
+    let mut link = Link {
+        depth,
+        released_context: ptr::null_mut(),
+    };
+    state.shift_recursion_depth(depth);
+    let ours = state.context();
+    if ours.is_null() || ours == c.lent_context {
+        let mut theirs = pystate::current_context();
+        if theirs.is_null() {
+            // The thread has no context yet: make it one now, so that what the fiber
+            // sets is in a context both sides share. Copying the current context
+            // creates the thread's (the copy itself is dropped).
+            // SAFETY: GIL held; a new reference or NULL with an exception set.
+            let copy = unsafe { ffi::PyContext_CopyCurrent() };
+            if copy.is_null() {
+                // SAFETY: GIL held; out of memory here leaves the fiber context-less.
+                unsafe { ffi::PyErr_Clear() };
+            }
+            // SAFETY: an owned reference or null.
+            unsafe { ffi::Py_XDECREF(copy) };
+            theirs = pystate::current_context();
+        }
+        if theirs != ours {
+            // SAFETY: a live context object or null; the snapshot will own this one.
+            unsafe { ffi::Py_XINCREF(theirs) };
+            link.released_context = state.replace_context(theirs);
+            c.lent_context = theirs;
+        }
+    }
+    link
 }
 
 /// Suspends the innermost running fiber, handing `value` to its resumer; returns what

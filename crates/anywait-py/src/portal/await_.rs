@@ -15,7 +15,7 @@ use pyo3::types::PyType;
 
 use super::step::{throw_exception, Thrown};
 use super::worker::{self, current_worker};
-use crate::fiber::Wire;
+use crate::fiber::{self, relay, FiberCore, Wire};
 use crate::interop::greenlet;
 
 /// The error of `await_` where no portal step runs. It also says it in greenback's
@@ -167,8 +167,27 @@ pub(crate) fn await_(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny
     let worker = current_worker();
     // SAFETY: a live running worker (`current_worker`); a short read.
     if worker.is_null() || unsafe { (*worker).coro.is_null() } {
-        return outside_portal(aw);
+        return await_nested(py, aw);
     }
+    drive(py, aw, |trap| {
+        // SAFETY: `worker` is the running worker, in its step (checked above); the
+        // bridge is its own field.
+        match greenlet::forward_trap(py, unsafe { &raw mut (*worker).bridge }, trap) {
+            Ok(answer) => answer,
+            // SAFETY: as above.
+            Err(trap) => unsafe { worker::suspend_with_trap(worker, trap.unbind()) },
+        }
+    })
+}
+
+/// Runs `x.__await__()` as `await x` would, handing each trap to `hand`, which returns
+/// the event loop's answer.
+#[inline(always)]
+fn drive<'py>(
+    py: Python<'py>,
+    aw: &Bound<'py, PyAny>,
+    mut hand: impl FnMut(Bound<'py, PyAny>) -> Wire,
+) -> PyResult<Py<PyAny>> {
     // SAFETY: a type check on a live object.
     let it = if unsafe { ffi::PyCoro_CheckExact(aw.as_ptr()) } != 0 {
         aw.clone()
@@ -200,14 +219,63 @@ pub(crate) fn await_(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny
                 Thrown::Raised(err) => return Err(raised(py, err)),
             },
         };
-        // SAFETY: `worker` is the running worker, in its step (checked above); the
-        // bridge is its own field.
-        msg = match greenlet::forward_trap(py, unsafe { &raw mut (*worker).bridge }, trap) {
+        msg = hand(trap);
+    }
+}
+
+/// `await_` where the innermost fiber is no step worker: on a fiber nested in a portal
+/// step (a `lowlevel.Fiber` or a stackful generator resumed by the step's sync code),
+/// the traps are relayed back to the step (`fiber::relay`); elsewhere, see
+/// [`outside_portal`].
+#[inline(never)]
+fn await_nested(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let core = fiber::current();
+    if !in_step_below(core) {
+        return outside_portal(aw);
+    }
+    // SAFETY: `core` is the running fiber, and a portal step serves its relays (checked
+    // above; the chain of resumers below a running fiber does not change).
+    drive(py, aw, |trap| unsafe {
+        relay::suspend_relaying(core, trap.unbind())
+    })
+}
+
+/// Whether the chain of fibers that resumed one another, from `core` down, reaches a
+/// step worker in its step (every fiber above it serves relays: `fiber::relay`).
+fn in_step_below(mut core: *mut FiberCore) -> bool {
+    while !core.is_null() {
+        // SAFETY: CURRENT and the resumers of running fibers are live running cores.
+        if unsafe { (*core).tag() } == worker::WORKER {
+            // SAFETY: a WORKER-tagged core is the first field of a live StepWorker.
+            return unsafe { !(*core.cast::<worker::StepWorker>()).coro.is_null() };
+        }
+        // SAFETY: as above.
+        core = unsafe { (*core).resumer() };
+    }
+    false
+}
+
+/// The relay handler (`fiber::relay`): hands a trap relayed from a nested fiber to the
+/// step, or relays it once more from a fiber nested one level less deep.
+pub(crate) fn relay_trap(py: Python<'_>, trap: Py<PyAny>) -> Wire {
+    let worker = current_worker();
+    // SAFETY: a live running worker (`current_worker`); a short read.
+    if !worker.is_null() && unsafe { !(*worker).coro.is_null() } {
+        // SAFETY: the running worker, in its step.
+        return match greenlet::forward_trap(
+            py,
+            unsafe { &raw mut (*worker).bridge },
+            trap.into_bound(py),
+        ) {
             Ok(answer) => answer,
             // SAFETY: as above.
             Err(trap) => unsafe { worker::suspend_with_trap(worker, trap.unbind()) },
         };
     }
+    // The fiber that resumed the relaying one is itself nested in the step: `await_`
+    // checked the whole chain before the first relay, and it cannot change meanwhile.
+    // SAFETY: the running fiber, whose resumers reach the step.
+    unsafe { relay::suspend_relaying(fiber::current(), trap) }
 }
 
 /// `await_` outside any portal step: the persistent loop's, if the thread has one (the

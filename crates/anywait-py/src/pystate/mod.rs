@@ -202,6 +202,26 @@ impl Snapshot {
         std::mem::replace(&mut self.context, context)
     }
 
+    /// The snapshot's context (borrowed; may be null).
+    pub(crate) fn context(&self) -> *mut ffi::PyObject {
+        self.context
+    }
+
+    /// Counts the stack's frames on top of `depth` more (a linked fiber's on top of its
+    /// resumer's), until [`Snapshot::unlink`] takes them off.
+    pub(crate) fn shift_recursion_depth(&mut self, depth: c_int) {
+        self.recursion_depth += depth;
+    }
+
+    /// Undoes, on the saved state of a linked stack, what linking it for one resume
+    /// did: the resumer's `depth` comes off, and its exception chain no longer
+    /// continues into the resumer's (whose items it pointed at may be gone by the next
+    /// resume).
+    pub(crate) fn unlink(&mut self, depth: c_int) {
+        self.recursion_depth -= depth;
+        self.exc_state[1] = ptr::null_mut();
+    }
+
     /// Drops the references held by the snapshot of a stack that has finished (or will
     /// never run again). Frames, chunks and the trash list are not touched: a finished
     /// stack has none, and an abandoned one may still be pointed into.
@@ -345,6 +365,84 @@ pub(crate) unsafe fn swap(ts: *mut ffi::PyThreadState, install: Snapshot) -> Sna
     let ver: u64 = get!(ts, context_ver);
     set!(ts, context_ver, ver.wrapping_add(1));
     saved
+}
+
+/// Continues the exception chain of the stack just installed into that of the code
+/// that installed it, whose state `outer` is: a linked stack sees its resumer's handled
+/// exception where it handles none itself, as a generator sees its consumer's.
+///
+/// Every chain ends in the thread state's base item, which the installed stack now
+/// uses; the resumer's own base item lives on in `outer`. So the installed stack's
+/// base item continues into the resumer's innermost item, and the resumer's chain,
+/// which ended in the base item by address, is made to end in `outer`'s copy of it
+/// instead: the item that pointed at the base item is patched, and returned, for
+/// [`restore_exception_chain`] to undo after the swap back. (Left alone, the chain
+/// would come back to the installed stack's own item and loop.)
+///
+/// # Safety
+/// `ts` is the current thread's state, with the linked stack's state installed;
+/// `outer` stays in place until [`restore_exception_chain`] and [`Snapshot::unlink`]
+/// have been applied after the swap back. The resumer's chain is not running: nothing
+/// but this stack's code runs until then.
+pub(crate) unsafe fn link_exception_chain(
+    ts: *mut ffi::PyThreadState,
+    outer: &Snapshot,
+) -> *mut u8 {
+    // SAFETY: exc_state is a field of the live thread state (caller).
+    let base_item = unsafe { layout().exc_state.of::<u8>(base(ts)) };
+    let outer_base = outer.exc_state.as_ptr().cast_mut().cast::<u8>();
+    let mut patched: *mut u8 = ptr::null_mut();
+    let continues_in = if outer.exc_info == base_item {
+        outer_base
+    } else {
+        // The resumer's items are `_PyErr_StackItem`s of its running generators and
+        // coroutines: {exc_value, previous_item}.
+        let mut item = outer.exc_info.cast::<[*mut u8; 2]>();
+        // SAFETY: the resumer's chain is live (its frames are suspended on its stack)
+        // and ends in the base item (CPython's invariant for every chain).
+        unsafe {
+            while !item.is_null() && (*item)[1] != base_item {
+                item = (*item)[1].cast();
+            }
+            if !item.is_null() {
+                (*item)[1] = outer_base;
+                patched = item.cast();
+            }
+        }
+        outer.exc_info
+    };
+    let mut item: [*mut u8; 2] = get!(ts, exc_state);
+    item[1] = continues_in;
+    set!(ts, exc_state, item);
+    patched
+}
+
+/// Undoes the patch [`link_exception_chain`] made to the resumer's chain (`patched`,
+/// possibly null): its last item points at the thread state's base item again.
+///
+/// # Safety
+/// `ts` is the current thread's state, the resumer's state installed again; `patched`
+/// is what `link_exception_chain` returned for this resume.
+pub(crate) unsafe fn restore_exception_chain(ts: *mut ffi::PyThreadState, patched: *mut u8) {
+    if patched.is_null() {
+        return;
+    }
+    // SAFETY: exc_state is a field of the live thread state; `patched` is an item of
+    // the resumer's live chain (caller).
+    unsafe {
+        let base_item = layout().exc_state.of::<u8>(base(ts));
+        (*patched.cast::<[*mut u8; 2]>())[1] = base_item;
+    }
+}
+
+/// The Python recursion depth of the code running on this thread.
+///
+/// # Safety
+/// `ts` is the current thread's state; GIL held.
+pub(crate) unsafe fn recursion_depth(ts: *mut ffi::PyThreadState) -> c_int {
+    let limit: c_int = get!(ts, recursion_limit);
+    let remaining: c_int = get!(ts, recursion_remaining);
+    limit - remaining
 }
 
 /// The current contextvars context of this thread (borrowed; may be null before any

@@ -1,0 +1,59 @@
+"""Stackful generators: ``@anywait.generator`` and ``anywait.yield_``.
+
+A function decorated with :func:`generator` returns a generator object when called.
+Its body, and anything it calls at any depth (C callbacks included: ``re.sub``,
+``html.parser``, ``xml.sax``, ``sorted(key=)``), may call :func:`yield_` to produce the
+next value, with no ``yield from`` at each level. The object is a
+:class:`collections.abc.Generator`: ``for``, ``next()``, ``send``, ``throw``, ``close``
+and ``yield from`` work as with a native generator.
+
+The body runs on a fiber linked to its consumer: on each resume it sees the
+consumer's contextvars context (the same object: changes flow both ways), the
+exception the consumer is handling, and the consumer's recursion depth, as a native
+generator frame does.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import functools
+import inspect
+from collections.abc import Callable, Generator
+from typing import Any, ParamSpec, TypeVar
+
+from anywait._anywait import StackfulGenerator, yield_
+
+__all__ = ["StackfulGenerator", "generator", "yield_"]
+
+_P = ParamSpec("_P")
+_Y = TypeVar("_Y")
+
+collections.abc.Generator.register(StackfulGenerator)
+
+
+def generator(func: Callable[_P, Any]) -> Callable[_P, Generator[Any, Any, Any]]:
+    """Make ``func`` a stackful generator function.
+
+    Calling the result returns a generator that runs ``func(*args, **kwargs)``; code
+    anywhere below it calls :func:`anywait.yield_` to produce values. The function's
+    return value becomes ``StopIteration.value``.
+    """
+    if not callable(func):
+        raise TypeError(f"@anywait.generator needs a function, got {type(func).__name__}")
+    if inspect.isgeneratorfunction(func):
+        raise TypeError(
+            f"@anywait.generator on {func.__qualname__}, which is a generator function "
+            "already (it contains `yield`): drop the decorator, or replace its `yield` "
+            "statements with anywait.yield_() calls"
+        )
+    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+        raise TypeError(
+            f"@anywait.generator on {func.__qualname__}, which is async: a sync "
+            "generator's body is sync code (it may await_() where its consumer could)"
+        )
+
+    @functools.wraps(func)
+    def make(*args: _P.args, **kwargs: _P.kwargs) -> Generator[Any, Any, Any]:
+        return StackfulGenerator(func, args, kwargs)
+
+    return make
