@@ -408,7 +408,25 @@ unsafe fn resume_other(
         msg.release(py);
         Wire::raise(py, err)
     };
+    if c.linked && c.status == Status::NotStarted && !c.on_owner_thread() {
+        // A generator may be made on one thread and consumed on another, as a native
+        // one may: until it starts it has no stack, and it belongs to the thread that
+        // starts it.
+        match home::this_home() {
+            Ok(home) => c.home = home,
+            Err(err) => return refuse(msg, err),
+        }
+    }
     if !c.on_owner_thread() {
+        if c.linked {
+            return refuse(
+                msg,
+                PyRuntimeError::new_err(
+                    "cannot resume this generator from a thread other than the one that \
+                     started it: its frames are on that thread's fiber stack",
+                ),
+            );
+        }
         return refuse(
             msg,
             PyRuntimeError::new_err(
