@@ -20,6 +20,7 @@ from anywait.lowlevel import Fiber
 from portal_harness import (
     cancelled_exc_class,
     checkpoint,
+    current_asyncio_task,
     has_cancel_scopes,
     move_on_after,
     run,
@@ -139,7 +140,7 @@ def test_cancellation_reaches_the_await__in_the_generator(backend: str) -> None:
         else:
             import asyncio
 
-            task = asyncio.current_task()
+            task = current_asyncio_task()
             assert task is not None
             asyncio.get_running_loop().call_later(0.01, task.cancel)
             try:

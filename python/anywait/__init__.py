@@ -18,7 +18,7 @@ from anywait._adapters import (  # noqa: E402
     decorate_as_sync,
 )
 from anywait._anywait import await_  # noqa: E402
-from anywait._generators import generator, yield_  # noqa: E402
+from anywait._generators import StackfulGenerator, generator, yield_  # noqa: E402
 from anywait._jupyter import load_ipython_extension, unload_ipython_extension  # noqa: E402
 from anywait._nested_run import install, uninstall  # noqa: E402
 from anywait._portals import (  # noqa: E402
@@ -39,6 +39,7 @@ from anywait._tree import (  # noqa: E402
 __version__ = "0.1.0"
 __all__ = [
     "AutoPortalInstrument",
+    "StackfulGenerator",
     "__version__",
     "async_context",
     "async_iter",

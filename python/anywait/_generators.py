@@ -19,19 +19,18 @@ import collections.abc
 import functools
 import inspect
 from collections.abc import Callable, Generator
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec
 
 from anywait._anywait import StackfulGenerator, yield_
 
 __all__ = ["StackfulGenerator", "generator", "yield_"]
 
-_P = ParamSpec("_P")
-_Y = TypeVar("_Y")
+P = ParamSpec("P")
 
 collections.abc.Generator.register(StackfulGenerator)
 
 
-def generator(func: Callable[_P, Any]) -> Callable[_P, Generator[Any, Any, Any]]:
+def generator(func: Callable[P, Any]) -> Callable[P, Generator[Any, Any, Any]]:
     """Make ``func`` a stackful generator function.
 
     Calling the result returns a generator that runs ``func(*args, **kwargs)``; code
@@ -53,7 +52,7 @@ def generator(func: Callable[_P, Any]) -> Callable[_P, Generator[Any, Any, Any]]
         )
 
     @functools.wraps(func)
-    def make(*args: _P.args, **kwargs: _P.kwargs) -> Generator[Any, Any, Any]:
+    def make(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, Any, Any]:
         return StackfulGenerator(func, args, kwargs)
 
     return make
