@@ -18,6 +18,7 @@ from anywait._adapters import (  # noqa: E402
     decorate_as_sync,
 )
 from anywait._anywait import await_  # noqa: E402
+from anywait._files import iter_chunks, sync_reader, sync_writer  # noqa: E402
 from anywait._generators import StackfulGenerator, generator, yield_  # noqa: E402
 from anywait._jupyter import load_ipython_extension, unload_ipython_extension  # noqa: E402
 from anywait._nested_run import install, uninstall  # noqa: E402
@@ -51,6 +52,7 @@ __all__ = [
     "generator",
     "has_portal",
     "install",
+    "iter_chunks",
     "load_ipython_extension",
     "persistent_loop",
     "portals_for_children",
@@ -58,6 +60,8 @@ __all__ = [
     "run",
     "start_loop",
     "stop_loop",
+    "sync_reader",
+    "sync_writer",
     "uninstall",
     "unload_ipython_extension",
     "with_portal_run",
