@@ -19,7 +19,13 @@ from anywait._adapters import (  # noqa: E402
 )
 from anywait._anywait import await_  # noqa: E402
 from anywait._files import iter_chunks, sync_reader, sync_writer  # noqa: E402
-from anywait._generators import StackfulGenerator, generator, yield_  # noqa: E402
+from anywait._generators import (  # noqa: E402
+    StackfulAsyncGenerator,
+    StackfulGenerator,
+    async_generator,
+    generator,
+    yield_,
+)
 from anywait._jupyter import load_ipython_extension, unload_ipython_extension  # noqa: E402
 from anywait._nested_run import install, uninstall  # noqa: E402
 from anywait._portals import (  # noqa: E402
@@ -40,9 +46,11 @@ from anywait._tree import (  # noqa: E402
 __version__ = "0.1.0"
 __all__ = [
     "AutoPortalInstrument",
+    "StackfulAsyncGenerator",
     "StackfulGenerator",
     "__version__",
     "async_context",
+    "async_generator",
     "async_iter",
     "autoawait",
     "await_",

@@ -3,7 +3,7 @@
 
 import contextvars
 import sys
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator, Mapping
 from types import TracebackType
 from typing import Any, Literal, TypeVar, final
 
@@ -111,6 +111,30 @@ class StackfulGenerator(Generator[Any, Any, Any]):
     def gi_running(self) -> bool: ...
     @property
     def gi_suspended(self) -> bool: ...
+    @property
+    def __name__(self) -> str: ...
+    @property
+    def __qualname__(self) -> str: ...
+
+@final
+class StackfulAsyncGenerator(AsyncGenerator[Any, Any]):
+    """What a function decorated with :func:`anywait.async_generator` returns: an async
+    generator whose body yields with :func:`yield_` from any depth, sync or async."""
+
+    def __new__(
+        cls,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any] | None = None,
+        /,
+    ) -> StackfulAsyncGenerator: ...
+    def __aiter__(self) -> StackfulAsyncGenerator: ...
+    def __anext__(self) -> Coroutine[Any, Any, Any]: ...
+    def asend(self, value: Any, /) -> Coroutine[Any, Any, Any]: ...
+    def athrow(self, exc: BaseException | type[BaseException], /) -> Coroutine[Any, Any, Any]: ...  # type: ignore[override]
+    def aclose(self) -> Coroutine[Any, Any, None]: ...
+    @property
+    def ag_running(self) -> bool: ...
     @property
     def __name__(self) -> str: ...
     @property

@@ -18,16 +18,23 @@ from __future__ import annotations
 import collections.abc
 import functools
 import inspect
-from collections.abc import Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, ParamSpec
 
-from anywait._anywait import StackfulGenerator, yield_
+from anywait._anywait import StackfulAsyncGenerator, StackfulGenerator, await_, yield_
 
-__all__ = ["StackfulGenerator", "generator", "yield_"]
+__all__ = [
+    "StackfulAsyncGenerator",
+    "StackfulGenerator",
+    "async_generator",
+    "generator",
+    "yield_",
+]
 
 P = ParamSpec("P")
 
 collections.abc.Generator.register(StackfulGenerator)
+collections.abc.AsyncGenerator.register(StackfulAsyncGenerator)
 
 
 def generator(func: Callable[P, Any]) -> Callable[P, Generator[Any, Any, Any]]:
@@ -54,5 +61,40 @@ def generator(func: Callable[P, Any]) -> Callable[P, Generator[Any, Any, Any]]:
     @functools.wraps(func)
     def make(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, Any, Any]:
         return StackfulGenerator(func, args, kwargs)
+
+    return make
+
+
+def async_generator(func: Callable[P, Any]) -> Callable[P, AsyncGenerator[Any, Any]]:
+    """Make ``func`` (a sync or an async function) a stackful async generator function.
+
+    Calling the result returns an async generator that runs ``func(*args, **kwargs)``;
+    code anywhere below it, sync or async, calls :func:`anywait.yield_` to produce
+    values. Sync frames ``await_`` and async frames ``await``, on the consumer's loop:
+    the consumer's task needs no portal. It works with ``async for``,
+    ``contextlib.aclosing`` and the event loops' async-generator finalization, as a
+    native async generator does.
+    """
+    if not callable(func):
+        raise TypeError(f"@anywait.async_generator needs a function, got {type(func).__name__}")
+    if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+        raise TypeError(
+            f"@anywait.async_generator on {func.__qualname__}, which is a generator "
+            "function already (it contains `yield`): drop the decorator, or replace "
+            "its `yield` statements with anywait.yield_() calls"
+        )
+    body: Callable[..., Any] = func
+    if inspect.iscoroutinefunction(func):
+        coroutine_function = func
+
+        @functools.wraps(func)
+        def body(*args: Any, **kwargs: Any) -> Any:
+            # The async body runs under await_ on the generator's fiber, whose traps
+            # go to the consumer's loop.
+            return await_(coroutine_function(*args, **kwargs))
+
+    @functools.wraps(func)
+    def make(*args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Any, Any]:
+        return StackfulAsyncGenerator(body, args, kwargs)
 
     return make

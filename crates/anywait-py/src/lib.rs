@@ -113,6 +113,17 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     .map_err(PyImportError::new_err)?;
     generator::entry::install(m)?;
+    m.add_class::<generator::asyncgen::StackfulAsyncGenerator>()?;
+    m.add_class::<generator::asyncgen::AsyncGenStep>()?;
+    let async_generator_type = generator::asyncgen::StackfulAsyncGenerator::type_object_raw(py);
+    // SAFETY: as above, for the StackfulAsyncGenerator class.
+    unsafe {
+        finalizer::install::<{ finalizer::ASYNC_GENERATOR }>(
+            async_generator_type,
+            generator::asyncgen::finalize_async_generator,
+        )
+    }
+    .map_err(PyImportError::new_err)?;
 
     // tasks/
     m.add_function(wrap_pyfunction!(tasks::c_task::_swap_c_task_coro, m)?)?;

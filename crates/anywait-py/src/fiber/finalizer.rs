@@ -23,7 +23,8 @@ pub(crate) type Finalize = unsafe extern "C" fn(*mut ffi::PyObject);
 pub(crate) const FIBER: usize = 0;
 pub(crate) const PORTAL: usize = 1;
 pub(crate) const GENERATOR: usize = 2;
-const SLOTS: usize = 3;
+pub(crate) const ASYNC_GENERATOR: usize = 3;
+const SLOTS: usize = 4;
 
 /// PyO3's own deallocator of each class, called after finalization.
 static PYO3_DEALLOCS: [OnceLock<ffi::destructor>; SLOTS] = [const { OnceLock::new() }; SLOTS];

@@ -12,6 +12,12 @@
 //! The fiber layer knows nothing of portals: the handler is registered from above
 //! ([`set_handler`]). While a fiber relays it is busy: resuming it from elsewhere is
 //! refused, as for a running fiber.
+//!
+//! A *trap sink* is a fiber whose resumer takes the traps itself instead (an
+//! `@anywait.async_generator`'s fiber: its resumer is the awaitable the consumer's
+//! task drives, which yields each trap to the task's loop): `await_` on it, or relayed
+//! down to it, suspends it with the trap and the `trapped` mark ([`suspend_trapped`]),
+//! which its resumer reads ([`take_trapped`]).
 
 use std::sync::OnceLock;
 
@@ -74,4 +80,34 @@ pub(super) unsafe fn serve(
         out = unsafe { switch_into(py, core, pyobj, answer) };
     }
     out
+}
+
+/// Makes a fiber that has not started a trap sink (see the module docs).
+pub(crate) fn make_trap_sink(core: &mut FiberCore) {
+    core.trap_sink = true;
+}
+
+/// Whether `core` is a trap sink.
+#[inline]
+pub(crate) fn is_trap_sink(core: *const FiberCore) -> bool {
+    // SAFETY: callers pass live cores (CURRENT and its resumers); a short read.
+    !core.is_null() && unsafe { (*core).trap_sink }
+}
+
+/// Suspends the running trap sink `core`, handing `trap` to its resumer; returns the
+/// loop's answer, which the resumer sends back in.
+///
+/// # Safety
+/// `core` is the innermost running fiber of this thread, and a trap sink.
+pub(crate) unsafe fn suspend_trapped(core: *mut FiberCore, trap: Py<PyAny>) -> Wire {
+    // SAFETY: the running core (caller); a short write before the switch.
+    unsafe {
+        (*core).trapped = true;
+        suspend_running(core, Wire::Value(trap))
+    }
+}
+
+/// Whether the trap sink `core` suspended with a trap (and clears the mark).
+pub(crate) fn take_trapped(core: &mut FiberCore) -> bool {
+    std::mem::take(&mut core.trapped)
 }

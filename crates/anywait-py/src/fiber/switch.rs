@@ -160,6 +160,11 @@ pub(crate) struct FiberCore {
     /// Set while the fiber is suspended handing a trap of an `await_` in it to its
     /// resumer (see `relay`); such a fiber is busy, not free to resume.
     pub(super) relaying: bool,
+    /// A trap sink's resumer takes the traps of `await_` in it itself (see `relay`).
+    pub(super) trap_sink: bool,
+    /// Set when a trap sink suspended with a trap rather than a value; cleared by
+    /// whoever reads it (`relay::take_trapped`).
+    pub(super) trapped: bool,
 }
 
 impl FiberCore {
@@ -184,6 +189,8 @@ impl FiberCore {
             linked: false,
             lent_context: ptr::null_mut(),
             relaying: false,
+            trap_sink: false,
+            trapped: false,
         })
     }
 

@@ -12,7 +12,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use super::object::{stop_iteration, Resumed, StackfulGenerator};
-use super::GENERATOR;
+use super::{ASYNC_GENERATOR, GENERATOR};
 use crate::fiber::entry::{def_ptr, finish, with_value_arg, MethodDef};
 use crate::fiber::{self, FiberCore, Status, Wire};
 
@@ -67,12 +67,16 @@ unsafe extern "C" fn yield_entry(
 fn yield_value(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
     let core = fiber::current();
     // SAFETY: CURRENT holds only live running cores.
-    if core.is_null() || unsafe { (*core).tag() } != GENERATOR {
+    if core.is_null() || !is_generator(unsafe { (*core).tag() }) {
         drop(value.into_bound(py));
         return Err(not_in_generator(core));
     }
     // SAFETY: `core` is this thread's innermost running fiber, a generator's.
     unsafe { fiber::suspend_running(core, Wire::Value(value)) }.into_msg(py)
+}
+
+fn is_generator(tag: crate::fiber::Tag) -> bool {
+    tag == GENERATOR || tag == ASYNC_GENERATOR
 }
 
 /// The error of `yield_` where the innermost running fiber is no generator's.
@@ -82,7 +86,7 @@ fn not_in_generator(core: *mut FiberCore) -> PyErr {
     let mut below = core;
     while !below.is_null() {
         // SAFETY: CURRENT and the resumers of running fibers are live running cores.
-        if unsafe { (*below).tag() } == GENERATOR {
+        if is_generator(unsafe { (*below).tag() }) {
             return PyRuntimeError::new_err(
                 "yield_() called in a fiber (a lowlevel.Fiber or a portal step) that runs \
                  inside an anywait generator: yield_() suspends the innermost running \

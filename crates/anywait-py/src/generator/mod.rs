@@ -1,7 +1,8 @@
 //! Stackful generators: `@anywait.generator` objects and `yield_`.
 //!
-//! Owns: the generator object ([`object`]: `send`, `throw`, `close`, finalization) and
-//! its fast entry points ([`entry`]: `next()` and `yield_`).
+//! Owns: the generator object ([`object`]: `send`, `throw`, `close`, finalization), its
+//! fast entry points ([`entry`]: `next()` and `yield_`), and the async generator
+//! ([`asyncgen`]: a trap sink whose steps the consumer's task awaits).
 //!
 //! A stackful generator is a linked fiber (`FiberCore::new_linked`) running the
 //! decorated function: each `next()` resumes it as part of the consumer (its context,
@@ -16,6 +17,7 @@
 //! May call: `fiber`, `pystate` (is the interpreter finalizing) and the leaf `fatal`. The portal layer serves the relays of an
 //! `await_` in a generator; this layer does not name it.
 
+pub(crate) mod asyncgen;
 pub(crate) mod entry;
 pub(crate) mod object;
 
@@ -23,3 +25,6 @@ use crate::fiber::Tag;
 
 /// The tag of a stackful generator's fiber.
 pub(crate) const GENERATOR: Tag = Tag(2);
+
+/// The tag of a stackful async generator's fiber.
+pub(crate) const ASYNC_GENERATOR: Tag = Tag(3);

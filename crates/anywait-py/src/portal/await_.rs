@@ -230,20 +230,31 @@ fn drive<'py>(
 #[inline(never)]
 fn await_nested(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let core = fiber::current();
-    if !in_step_below(core) {
+    if relay::is_trap_sink(core) {
+        // SAFETY: `core` is the running fiber, a trap sink, whose resumer takes traps.
+        return drive(py, aw, |trap| unsafe {
+            relay::suspend_trapped(core, trap.unbind())
+        });
+    }
+    if !served_below(core) {
         return outside_portal(aw);
     }
-    // SAFETY: `core` is the running fiber, and a portal step serves its relays (checked
-    // above; the chain of resumers below a running fiber does not change).
+    // SAFETY: `core` is the running fiber, and a portal step or a trap sink below
+    // serves its relays (checked above; the chain of resumers below a running fiber
+    // does not change).
     drive(py, aw, |trap| unsafe {
         relay::suspend_relaying(core, trap.unbind())
     })
 }
 
 /// Whether the chain of fibers that resumed one another, from `core` down, reaches a
-/// step worker in its step (every fiber above it serves relays: `fiber::relay`).
-fn in_step_below(mut core: *mut FiberCore) -> bool {
+/// step worker in its step or a trap sink (every fiber above it serves relays:
+/// `fiber::relay`).
+fn served_below(mut core: *mut FiberCore) -> bool {
     while !core.is_null() {
+        if relay::is_trap_sink(core) {
+            return true;
+        }
         // SAFETY: CURRENT and the resumers of running fibers are live running cores.
         if unsafe { (*core).tag() } == worker::WORKER {
             // SAFETY: a WORKER-tagged core is the first field of a live StepWorker.
@@ -256,26 +267,29 @@ fn in_step_below(mut core: *mut FiberCore) -> bool {
 }
 
 /// The relay handler (`fiber::relay`): hands a trap relayed from a nested fiber to the
-/// step, or relays it once more from a fiber nested one level less deep.
+/// step or to the trap sink running, or relays it once more from a fiber nested one
+/// level less deep.
 pub(crate) fn relay_trap(py: Python<'_>, trap: Py<PyAny>) -> Wire {
     let worker = current_worker();
     // SAFETY: a live running worker (`current_worker`); a short read.
     if !worker.is_null() && unsafe { !(*worker).coro.is_null() } {
         // SAFETY: the running worker, in its step.
-        return match greenlet::forward_trap(
-            py,
-            unsafe { &raw mut (*worker).bridge },
-            trap.into_bound(py),
-        ) {
+        let bridge = unsafe { &raw mut (*worker).bridge };
+        return match greenlet::forward_trap(py, bridge, trap.into_bound(py)) {
             Ok(answer) => answer,
             // SAFETY: as above.
             Err(trap) => unsafe { worker::suspend_with_trap(worker, trap.unbind()) },
         };
     }
+    let core = fiber::current();
+    if relay::is_trap_sink(core) {
+        // SAFETY: the running fiber, a trap sink.
+        return unsafe { relay::suspend_trapped(core, trap) };
+    }
     // The fiber that resumed the relaying one is itself nested in the step: `await_`
     // checked the whole chain before the first relay, and it cannot change meanwhile.
-    // SAFETY: the running fiber, whose resumers reach the step.
-    unsafe { relay::suspend_relaying(fiber::current(), trap) }
+    // SAFETY: the running fiber, whose resumers reach the step or a trap sink.
+    unsafe { relay::suspend_relaying(core, trap) }
 }
 
 /// `await_` outside any portal step: the persistent loop's, if the thread has one (the
