@@ -9,6 +9,9 @@ Rows:
   down: anywait (plain functions, ``yield_`` at the bottom), native generators with
   ``yield from`` at every level (the floor: what the interpreter does natively), a
   greenlet-based generator (the usual few lines), and a thread feeding a ``queue.Queue``.
+* __anext__, item from 3 sync frames deep -- ``async for`` over an
+  ``@anywait.async_generator`` whose ``yield_`` is 3 sync frames down, against a native
+  async generator yielding the same items (the floor), on one asyncio loop.
 * RSS per suspended generator -- a fresh interpreter makes N generators, each suspended
   5 frames deep; resident-set growth / N.
 
@@ -20,13 +23,14 @@ Read the ratio column: the machine is shared, and the ratio is taken round by ro
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -88,6 +92,47 @@ def thread_walk(n: int) -> Iterator[int]:
             yield item
     finally:
         thread.join()
+
+
+async def native_agen(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i
+
+
+def _three_frames(n: int, depth: int = 3) -> None:
+    if depth == 1:
+        from anywait import yield_
+
+        for i in range(n):
+            yield_(i)
+    else:
+        _three_frames(n, depth - 1)
+
+
+def anywait_agen(n: int) -> AsyncIterator[int]:
+    import anywait
+
+    return anywait.async_generator(_three_frames)(n)  # type: ignore[no-any-return]
+
+
+def agen_case(agen: Callable[[int], AsyncIterator[int]]) -> h.RunnerFactory:
+    @contextlib.contextmanager
+    def factory() -> Iterator[h.Runner]:
+        loop = asyncio.new_event_loop()
+
+        async def consume(n: int) -> None:
+            async for _ in agen(n):
+                pass
+
+        def run(n: int) -> None:
+            loop.run_until_complete(consume(n))
+
+        try:
+            yield run
+        finally:
+            loop.close()
+
+    return factory
 
 
 def walk_case(walk: Callable[[int], Iterator[int]]) -> h.RunnerFactory:
@@ -165,6 +210,13 @@ def build_cases(args: argparse.Namespace, with_greenlet: bool) -> list[h.Case]:
             skip=greenlet_skip,
         ),
         h.timed_case(bench, "thread + queue.Queue", walk_case(thread_walk), sample_ms=ms),
+    ]
+    anext = "__anext__, item from 3 sync frames deep"
+    cases += [
+        h.timed_case(anext, "anywait", agen_case(anywait_agen), sample_ms=ms),
+        h.timed_case(
+            anext, "native async generator", agen_case(native_agen), sample_ms=ms, note="the floor"
+        ),
     ]
     cases += [
         rss_case("anywait", args.rss_count, None),

@@ -348,7 +348,7 @@ impl AsyncGenStep {
     /// The first resume of the step: checks, then the message its kind sends, or
     /// `thrown` (an exception thrown into the step before it started goes into the
     /// generator, as for a native step).
-    fn start(&self, py: Python<'_>, thrown: Option<Wire>) -> PyResult<Py<PyAny>> {
+    fn start(&self, py: Python<'_>, thrown: Option<Wire>) -> StepResult {
         let agen = self.agen.bind(py);
         let me = agen.get();
         if me.running.get() {
@@ -356,7 +356,7 @@ impl AsyncGenStep {
             if let Some(thrown) = thrown {
                 thrown.release(py);
             }
-            return Err(PyRuntimeError::new_err(format!(
+            return StepResult::Error(PyRuntimeError::new_err(format!(
                 "{}(): asynchronous generator is already running",
                 self.kind.name()
             )));
@@ -367,18 +367,20 @@ impl AsyncGenStep {
         if status == Status::Dead {
             self.state.set(StepState::Done);
             if let Some(Wire::Raise(exc)) = thrown {
-                return Err(error_from(py, exc));
+                return StepResult::Error(error_from(py, exc));
             }
             return match self.kind {
-                Kind::Send => Err(PyStopAsyncIteration::new_err(())),
-                Kind::Throw | Kind::Close => Err(PyStopIteration::new_err(())),
+                Kind::Send => StepResult::Error(PyStopAsyncIteration::new_err(())),
+                Kind::Throw | Kind::Close => StepResult::Value(py.None()),
             };
         }
         if status == Status::Running {
             self.state.set(StepState::Done);
-            return Err(PyValueError::new_err("async generator already executing"));
+            return StepResult::Error(PyValueError::new_err("async generator already executing"));
         }
-        StackfulAsyncGenerator::call_hooks(agen)?;
+        if let Err(err) = StackfulAsyncGenerator::call_hooks(agen) {
+            return StepResult::Error(err);
+        }
         let msg = match (self.kind, thrown) {
             (_, Some(thrown)) => {
                 drop(first.into_bound(py));
@@ -391,7 +393,7 @@ impl AsyncGenStep {
                     // SAFETY: our core, not started.
                     unsafe { (*me.core()).close_unstarted() };
                     self.state.set(StepState::Done);
-                    return Err(PyStopIteration::new_err(()));
+                    return StepResult::Value(py.None());
                 }
                 Kind::Close => Wire::raise(py, PyGeneratorExit::new_err(())),
             },
@@ -401,10 +403,10 @@ impl AsyncGenStep {
     }
 
     /// What the step does with one resume's outcome.
-    fn finish(&self, py: Python<'_>, outcome: Outcome) -> PyResult<Py<PyAny>> {
+    fn finish(&self, py: Python<'_>, outcome: Outcome) -> StepResult {
         if let Outcome::Trap(trap) = outcome {
             self.state.set(StepState::Awaiting);
-            return Ok(trap);
+            return StepResult::Trap(trap);
         }
         self.state.set(StepState::Done);
         self.agen.get().running.set(false);
@@ -412,25 +414,25 @@ impl AsyncGenStep {
             (_, Outcome::Trap(_)) => unreachable!(),
             (Kind::Close, Outcome::Yielded(value)) => {
                 drop(value.into_bound(py));
-                Err(PyRuntimeError::new_err(
+                StepResult::Error(PyRuntimeError::new_err(
                     "async generator ignored GeneratorExit",
                 ))
             }
-            (_, Outcome::Yielded(value)) => Err(stop_iteration_always(py, value)),
-            (Kind::Send, Outcome::Returned) => Err(PyStopAsyncIteration::new_err(())),
-            (_, Outcome::Returned) => Err(PyStopIteration::new_err(())),
+            (_, Outcome::Yielded(value)) => StepResult::Value(value),
+            (Kind::Send, Outcome::Returned) => StepResult::Error(PyStopAsyncIteration::new_err(())),
+            (_, Outcome::Returned) => StepResult::Value(py.None()),
             (Kind::Close, Outcome::Raised(err))
                 if err.is_instance_of::<PyGeneratorExit>(py)
                     || err.is_instance_of::<PyStopAsyncIteration>(py) =>
             {
-                Err(PyStopIteration::new_err(()))
+                StepResult::Value(py.None())
             }
-            (_, Outcome::Raised(err)) => Err(err),
+            (_, Outcome::Raised(err)) => StepResult::Error(err),
         }
     }
 
     /// Sends the loop's answer (a value or an exception) to the awaiting generator.
-    fn answer(slf: &Bound<'_, Self>, msg: Wire) -> PyResult<Py<PyAny>> {
+    fn answer(slf: &Bound<'_, Self>, msg: Wire) -> StepResult {
         let py = slf.py();
         let me = slf.get();
         match me.state.get() {
@@ -447,7 +449,7 @@ impl AsyncGenStep {
             }
             StepState::Done => {
                 msg.release(py);
-                Err(PyRuntimeError::new_err(
+                StepResult::Error(PyRuntimeError::new_err(
                     "cannot reuse already awaited __anext__()/asend()",
                 ))
             }
@@ -455,12 +457,118 @@ impl AsyncGenStep {
     }
 }
 
-/// `StopIteration(value)` even for None: an awaited step's value is its result.
-fn stop_iteration_always(py: Python<'_>, value: Py<PyAny>) -> PyErr {
-    if value.is_none(py) {
-        return PyStopIteration::new_err((value,));
+/// What one resume of a step gives its awaiter.
+enum StepResult {
+    /// A trap for the loop (the step is not over).
+    Trap(Py<PyAny>),
+    /// The step's result.
+    Value(Py<PyAny>),
+    Error(PyErr),
+}
+
+impl StepResult {
+    /// As an iterator's `__next__`/`send` gives it: a result is `StopIteration(value)`.
+    fn into_iter_result(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self {
+            StepResult::Trap(trap) => Ok(trap),
+            // Always carrying the value, None included: it is the awaited result.
+            StepResult::Value(value) if value.is_none(py) => {
+                Err(PyStopIteration::new_err((value,)))
+            }
+            StepResult::Value(value) => Err(stop_iteration(py, value)),
+            StepResult::Error(err) => Err(err),
+        }
     }
-    stop_iteration(py, value)
+}
+
+/// `am_send` of the step: what the interpreter's `await` calls, with no
+/// `StopIteration` made for the result.
+unsafe extern "C" fn step_am_send(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+    result: *mut *mut ffi::PyObject,
+) -> ffi::PySendResult {
+    // SAFETY: CPython calls am_send with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: CPython calls the slot of our type with an instance and a borrowed
+        // argument (possibly NULL for None, by some callers).
+        let (slf, arg) = unsafe {
+            let slf = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<AsyncGenStep>();
+            let arg = if arg.is_null() {
+                py.None()
+            } else {
+                Bound::from_borrowed_ptr(py, arg).unbind()
+            };
+            (slf, arg)
+        };
+        AsyncGenStep::answer(&slf, Wire::Value(arg))
+    }));
+    let step = outcome.unwrap_or_else(|_| crate::fatal::fatal("a Rust panic reached am_send"));
+    let (status, value) = match step {
+        StepResult::Trap(trap) => (ffi::PySendResult::PYGEN_NEXT, trap.into_ptr()),
+        StepResult::Value(value) => (ffi::PySendResult::PYGEN_RETURN, value.into_ptr()),
+        StepResult::Error(err) => {
+            err.restore(py);
+            (ffi::PySendResult::PYGEN_ERROR, ptr::null_mut())
+        }
+    };
+    // SAFETY: `result` is the out-pointer CPython passed.
+    unsafe { *result = value };
+    status
+}
+
+/// `am_await` of the step: the step is its own iterator (PyO3's `__await__` stays for
+/// lookups by name; the interpreter's `await` takes this slot).
+unsafe extern "C" fn step_am_await(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls the slot with a live instance and the GIL held; the new
+    // reference is the slot's result.
+    unsafe { ffi::Py_NewRef(slf) }
+}
+
+/// `am_anext` of the generator: one new step (the call `async for` makes per item).
+unsafe extern "C" fn generator_am_anext(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls the slot with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: a live instance of our type, borrowed for the call.
+        let slf = unsafe {
+            Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<StackfulAsyncGenerator>()
+        };
+        Py::new(py, AsyncGenStep::new(&slf, Kind::Send, py.None()))
+    }));
+    match made.unwrap_or_else(|_| crate::fatal::fatal("a Rust panic reached am_anext")) {
+        Ok(step) => step.into_ptr(),
+        Err(err) => {
+            err.restore(py);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// Installs the direct async slots: the step's `am_send` and `am_await`, and the
+/// generator's `am_anext` (both types have `tp_as_async`, from PyO3's `__await__` and
+/// `__anext__`). PyO3's trampolines were a third of a native `__anext__` each.
+pub(crate) fn install_async_slots(py: Python<'_>) -> PyResult<()> {
+    use pyo3::type_object::PyTypeInfo;
+    let step = AsyncGenStep::type_object_raw(py);
+    let agen = StackfulAsyncGenerator::type_object_raw(py);
+    // SAFETY: our own heap types, before any instance exists; `tp_as_async` points into
+    // each heap type object, which CPython lets its creator fill in.
+    unsafe {
+        let (step_slots, agen_slots) = ((*step).tp_as_async, (*agen).tp_as_async);
+        if step_slots.is_null() || agen_slots.is_null() {
+            return Err(PyRuntimeError::new_err(
+                "the async generator types have no tp_as_async",
+            ));
+        }
+        (*step_slots).am_send = Some(step_am_send);
+        (*step_slots).am_await = Some(step_am_await);
+        (*agen_slots).am_anext = Some(generator_am_anext);
+        ffi::PyType_Modified(step);
+        ffi::PyType_Modified(agen);
+    }
+    Ok(())
 }
 
 #[pymethods]
@@ -474,11 +582,11 @@ impl AsyncGenStep {
     }
 
     fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        Self::answer(slf, Wire::Value(slf.py().None()))
+        Self::answer(slf, Wire::Value(slf.py().None())).into_iter_result(slf.py())
     }
 
     fn send(slf: &Bound<'_, Self>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
-        Self::answer(slf, Wire::Value(value))
+        Self::answer(slf, Wire::Value(value)).into_iter_result(slf.py())
     }
 
     #[pyo3(signature = (typ, val=None, tb=None, /))]
@@ -500,7 +608,7 @@ impl AsyncGenStep {
         if let Some(tb) = tb.filter(|t| !t.is_none()) {
             exc.call_method1("with_traceback", (tb,))?;
         }
-        Self::answer(slf, Wire::raise(py, PyErr::from_value(exc)))
+        Self::answer(slf, Wire::raise(py, PyErr::from_value(exc))).into_iter_result(py)
     }
 
     /// Abandons the step (the coroutine awaiting it was closed): the generator stays
