@@ -307,3 +307,57 @@ def test_a_write_to_a_closed_stream_raises_and_drops_nothing_silently() -> None:
             return "no error"
 
     assert "could not be written" in asyncio.run(main())
+
+
+def test_sync_writer_over_a_trio_stream_and_an_anyio_stream() -> None:
+    require("trio")
+    import trio
+
+    async def trio_main() -> bytes:
+        received: list[bytes] = []
+
+        async def handle(stream: Any) -> None:
+            async with stream:
+                while data := await stream.receive_some():
+                    received.append(data)
+
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(trio.serve_tcp, handle, 0)
+            port = listeners[0].socket.getsockname()[1]
+            await anywait.ensure_portal()
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            with (
+                anywait.sync_writer(stream, close_stream=True) as file,
+                tarfile.open(fileobj=file, mode="w|gz") as archive,
+            ):
+                for name, data in PAYLOAD.items():
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    archive.addfile(info, io.BytesIO(data))
+            await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+        return b"".join(received)
+
+    sent = trio.run(trio_main)
+    assert read_tar(io.BytesIO(sent)) == PAYLOAD
+
+    require("anyio-asyncio")
+    import anyio
+
+    async def anyio_main() -> bytes:
+        send, receive = anyio.create_memory_object_stream(100)
+
+        class Bytes:
+            """An AnyIO-style byte stream: async send(data)."""
+
+            async def send(self, data: bytes) -> None:
+                await send.send(data)
+
+        await anywait.ensure_portal()
+        with anywait.sync_writer(Bytes()) as file:
+            file.write(b"abc" * 10_000)
+        send.close()
+        with receive:
+            return b"".join([chunk async for chunk in receive])
+
+    assert anyio.run(anyio_main) == b"abc" * 10_000
