@@ -114,7 +114,7 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
     .map_err(PyImportError::new_err)?;
     generator::entry::install(m)?;
     m.add_class::<generator::asyncgen::StackfulAsyncGenerator>()?;
-    m.add_class::<generator::asyncgen::AsyncGenStep>()?;
+    m.add_class::<generator::step::AsyncGenStep>()?;
 
     let async_generator_type = generator::asyncgen::StackfulAsyncGenerator::type_object_raw(py);
     // SAFETY: as above, for the StackfulAsyncGenerator class.
@@ -125,7 +125,7 @@ fn _anywait(m: &Bound<'_, PyModule>) -> PyResult<()> {
         )
     }
     .map_err(PyImportError::new_err)?;
-    generator::asyncgen::install_async_slots(py)?;
+    generator::step::install_async_slots(py)?;
 
     // tasks/
     m.add_function(wrap_pyfunction!(tasks::c_task::_swap_c_task_coro, m)?)?;

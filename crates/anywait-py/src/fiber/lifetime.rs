@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use pyo3::{ffi, PyErr};
 
 use super::errors::FiberExit;
+use super::home;
 use super::switch::{resume, FiberCore, Status};
 
 /// How a fiber ended after `FiberExit` was thrown in.
@@ -132,4 +133,34 @@ pub(crate) fn refused_to_die(py: Python<'_>, core: &FiberCore) {
         "a garbage-collected fiber caught FiberExit and suspended again; its stack is leaked"
     };
     PyRuntimeError::new_err(message).write_unraisable(py, None);
+}
+
+impl FiberCore {
+    /// Drops what a suspended fiber owns without running any of its code: body,
+    /// context, and the references its saved interpreter state holds. Its stack stays
+    /// (dropping the core then leaks it): for a fiber that will never run again.
+    pub(crate) fn release_suspended_references(&mut self, _py: Python<'_>) {
+        self.body = None;
+        self.context = None;
+        if let Some(snapshot) = self.snapshot.take() {
+            // SAFETY: GIL held (the `_py` token); the snapshot is not installed.
+            unsafe { snapshot.release_references() };
+        }
+    }
+
+    /// Ends a suspended fiber without running anything, and gives its stack back to
+    /// the pool. Needs no GIL.
+    ///
+    /// # Safety
+    /// The fiber is suspended on this thread, and what is suspended on its stack owns
+    /// nothing and holds no interpreter frames (a native body parked in a suspend), so
+    /// that throwing the stack away loses nothing; its snapshot holds no references.
+    pub(crate) unsafe fn reset_parked(&mut self) {
+        self.snapshot = None; // raw pointers only (caller)
+        if let Some(engine) = self.engine.take() {
+            // SAFETY: the stack holds nothing that needs unwinding (caller).
+            let stack = unsafe { engine.reset_into_stack() };
+            home::give_stack(stack);
+        }
+    }
 }

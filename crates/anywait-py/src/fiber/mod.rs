@@ -21,6 +21,7 @@ pub(crate) mod errors;
 pub(crate) mod finalizer;
 pub(crate) mod home;
 pub(crate) mod lifetime;
+pub(crate) mod linked;
 pub(crate) mod pyfiber;
 pub(crate) mod relay;
 pub(crate) mod switch;

@@ -37,6 +37,7 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, PyErr};
 
 use super::home::{self, ThreadHome};
+use super::linked::{lend, Link};
 use super::relay;
 use super::wire::{Msg, Wire};
 use crate::fatal::fatal;
@@ -59,7 +60,7 @@ thread_local! {
 }
 
 /// The engine type: every switch carries a [`Wire`] each way.
-type FiberEngine = Engine<Wire, Wire, Wire>;
+pub(super) type FiberEngine = Engine<Wire, Wire, Wire>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Status {
@@ -131,16 +132,16 @@ fn call_body(
 pub(crate) struct FiberCore {
     status: Status,
     /// Present from first resume until the fiber finishes.
-    engine: Option<FiberEngine>,
+    pub(super) engine: Option<FiberEngine>,
     /// The fiber's interpreter state while it is not running (None while running, and
     /// once dead). Before the first resume: None; made by `start`.
-    snapshot: Option<Snapshot>,
+    pub(super) snapshot: Option<Snapshot>,
     /// Until started.
-    body: Option<Body>,
+    pub(super) body: Option<Body>,
     /// Whose fiber this is (see [`Tag`]); fixed at creation.
-    tag: Tag,
+    pub(super) tag: Tag,
     /// The context the fiber will run in, until started (then owned by the snapshot).
-    context: Option<Py<PyAny>>,
+    pub(super) context: Option<Py<PyAny>>,
     /// Valid while the fiber runs or is suspended: set by the body on entry.
     yielder: *const Yielder<Wire, Wire>,
     /// Who resumed us (another fiber, or null for the thread's own stack); valid while
@@ -152,11 +153,11 @@ pub(crate) struct FiberCore {
     home: Arc<ThreadHome>,
     /// A linked fiber runs as part of whoever resumes it, the way a generator's frame
     /// runs as part of its consumer's: see [`FiberCore::new_linked`].
-    linked: bool,
+    pub(super) linked: bool,
     /// Linked fibers: the resumer's context the fiber was last given (borrowed, for
     /// comparison only: the snapshot owns its context). While the fiber's context is
     /// still that one, the next resume gives it the next resumer's.
-    lent_context: *mut ffi::PyObject,
+    pub(super) lent_context: *mut ffi::PyObject,
     /// Set while the fiber is suspended handing a trap of an `await_` in it to its
     /// resumer (see `relay`); such a fiber is busy, not free to resume.
     pub(super) relaying: bool,
@@ -192,26 +193,6 @@ impl FiberCore {
             trap_sink: false,
             trapped: false,
         })
-    }
-
-    /// A fiber running `body` as part of whoever resumes it, as a generator's frame
-    /// runs as part of its consumer's: on each resume it gets the resumer's contextvars
-    /// context (the object itself, so that changes flow both ways), its handled
-    /// exception (what `sys.exc_info()` sees where the fiber handles none), and its
-    /// recursion depth (the fiber's frames count on top of the resumer's). It is
-    /// unwound with `GeneratorExit` (`lifetime`). `tag` says whose it is, as for a
-    /// native body.
-    pub(crate) fn new_linked(body: Body, tag: Tag) -> PyResult<Self> {
-        let mut core = Self::new(body, None)?;
-        core.tag = tag;
-        core.linked = true;
-        Ok(core)
-    }
-
-    /// Whether the fiber is linked to its resumer ([`FiberCore::new_linked`]).
-    #[inline]
-    pub(crate) fn linked(&self) -> bool {
-        self.linked
     }
 
     /// Who resumed the running fiber: another fiber, or null for the thread's stack.
@@ -286,34 +267,6 @@ impl FiberCore {
     #[inline]
     pub(crate) fn on_owner_thread(&self) -> bool {
         self.home.is_current()
-    }
-
-    /// Drops what a suspended fiber owns without running any of its code: body,
-    /// context, and the references its saved interpreter state holds. Its stack stays
-    /// (dropping the core then leaks it): for a fiber that will never run again.
-    pub(crate) fn release_suspended_references(&mut self, _py: Python<'_>) {
-        self.body = None;
-        self.context = None;
-        if let Some(snapshot) = self.snapshot.take() {
-            // SAFETY: GIL held (the `_py` token); the snapshot is not installed.
-            unsafe { snapshot.release_references() };
-        }
-    }
-
-    /// Ends a suspended fiber without running anything, and gives its stack back to
-    /// the pool. Needs no GIL.
-    ///
-    /// # Safety
-    /// The fiber is suspended on this thread, and what is suspended on its stack owns
-    /// nothing and holds no interpreter frames (a native body parked in a suspend), so
-    /// that throwing the stack away loses nothing; its snapshot holds no references.
-    pub(crate) unsafe fn reset_parked(&mut self) {
-        self.snapshot = None; // raw pointers only (caller)
-        if let Some(engine) = self.engine.take() {
-            // SAFETY: the stack holds nothing that needs unwinding (caller).
-            let stack = unsafe { engine.reset_into_stack() };
-            home::give_stack(stack);
-        }
     }
 }
 
@@ -540,10 +493,7 @@ pub(super) unsafe fn switch_into(
     let current_cell: *const Cell<*mut FiberCore> = CURRENT.with(ptr::from_ref);
     // SAFETY: a short read of the live core.
     let linked = unsafe { (*core).linked };
-    let mut link = Link {
-        depth: 0,
-        released_context: ptr::null_mut(),
-    };
+    let mut link = Link::NONE;
     if linked {
         // SAFETY: live core, this thread, GIL held; nothing is switched yet (this may
         // call the C API: CURRENT and the status are still the resumer's view).
@@ -615,68 +565,6 @@ pub(super) unsafe fn switch_into(
             result
         }
     }
-}
-
-/// What linking a fiber to its resumer for one resume changed (see [`lend`]).
-struct Link {
-    /// The resumer's recursion depth, added to the fiber's for the resume.
-    depth: std::ffi::c_int,
-    /// The fiber's previous context, to release once the switch is complete (owned,
-    /// or null).
-    released_context: *mut ffi::PyObject,
-}
-
-/// Gives a linked fiber, about to be resumed, its resumer's context and recursion
-/// depth (see [`FiberCore::new_linked`]).
-///
-/// The context: while the fiber runs in the context it was last lent (or none yet), it
-/// gets the resumer's current one, the object itself. A fiber that suspended inside
-/// `Context.run` of another context keeps that one: the code suspended there must see
-/// it when it resumes.
-///
-/// # Safety
-/// `core` is live, this thread's, suspended (or freshly started) and about to be
-/// switched into; GIL held.
-#[inline(never)]
-unsafe fn lend(ts: *mut ffi::PyThreadState, core: *mut FiberCore) -> Link {
-    // SAFETY: live core (caller), not otherwise borrowed here.
-    let c = unsafe { &mut *core };
-    let state = c
-        .snapshot
-        .as_mut()
-        .expect("suspended fiber without a snapshot");
-    // SAFETY: this thread's state (caller).
-    let depth = unsafe { pystate::recursion_depth(ts) };
-    let mut link = Link {
-        depth,
-        released_context: ptr::null_mut(),
-    };
-    state.shift_recursion_depth(depth);
-    let ours = state.context();
-    if ours.is_null() || ours == c.lent_context {
-        let mut theirs = pystate::current_context();
-        if theirs.is_null() {
-            // The thread has no context yet: make it one now, so that what the fiber
-            // sets is in a context both sides share. Copying the current context
-            // creates the thread's (the copy itself is dropped).
-            // SAFETY: GIL held; a new reference or NULL with an exception set.
-            let copy = unsafe { ffi::PyContext_CopyCurrent() };
-            if copy.is_null() {
-                // SAFETY: GIL held; out of memory here leaves the fiber context-less.
-                unsafe { ffi::PyErr_Clear() };
-            }
-            // SAFETY: an owned reference or null.
-            unsafe { ffi::Py_XDECREF(copy) };
-            theirs = pystate::current_context();
-        }
-        if theirs != ours {
-            // SAFETY: a live context object or null; the snapshot will own this one.
-            unsafe { ffi::Py_XINCREF(theirs) };
-            link.released_context = state.replace_context(theirs);
-            c.lent_context = theirs;
-        }
-    }
-    link
 }
 
 /// Suspends the innermost running fiber, handing `value` to its resumer; returns what

@@ -2,7 +2,7 @@
 //!
 //! Owns: the generator object ([`object`]: `send`, `throw`, `close`, finalization), its
 //! fast entry points ([`entry`]: `next()` and `yield_`), and the async generator
-//! ([`asyncgen`]: a trap sink whose steps the consumer's task awaits).
+//! ([`asyncgen`]: a trap sink whose steps, [`step`], the consumer's task awaits).
 //!
 //! A stackful generator is a linked fiber (`FiberCore::new_linked`) running the
 //! decorated function: each `next()` resumes it as part of the consumer (its context,
@@ -20,6 +20,7 @@
 pub(crate) mod asyncgen;
 pub(crate) mod entry;
 pub(crate) mod object;
+pub(crate) mod step;
 
 use crate::fiber::Tag;
 
