@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
+import importlib.util
 import os
 import queue
 import subprocess
@@ -250,12 +252,11 @@ def main() -> int:
 
     with_greenlet = False
     if args.greenlet_imported:
-        try:
-            import greenlet  # noqa: F401
-
-            with_greenlet = True
-        except ImportError:
+        if importlib.util.find_spec("greenlet") is None:
             print(NO_GREENLET)
+        else:
+            importlib.import_module("greenlet")  # imported, as the table says
+            with_greenlet = True
     else:
         build = h.anywait_build()
         env = h.environment()

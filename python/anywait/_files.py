@@ -49,7 +49,21 @@ def _is_end_of_stream(exc: BaseException) -> bool:
     return anyio is not None and isinstance(exc, anyio.EndOfStream)
 
 
-class _StreamRaw(io.RawIOBase):
+class _OverStream(io.RawIOBase):
+    """A raw file over an async stream, which closing it closes only if asked."""
+
+    _stream: Any
+    _close_stream: bool
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        super().close()
+        if self._close_stream:
+            _close(self._stream)
+
+
+class _StreamRaw(_OverStream):
     """The raw reader under ``sync_reader``: each ``readinto`` is one receive."""
 
     def __init__(self, stream: Any, close_stream: bool) -> None:
@@ -145,13 +159,6 @@ class _StreamRaw(io.RawIOBase):
             raise io.UnsupportedOperation("this stream cannot tell its position")
         return int(_maybe_await(self._stream.tell()))
 
-    def close(self) -> None:
-        if self.closed:
-            return
-        super().close()
-        if self._close_stream:
-            _close(self._stream)
-
 
 def _close(stream: Any) -> None:
     """Closes an async stream the way its kind is closed."""
@@ -212,7 +219,7 @@ def sync_reader(
     return io.TextIOWrapper(buffered, encoding=encoding, errors=errors, newline=newline)
 
 
-class _SinkRaw(io.RawIOBase):
+class _SinkRaw(_OverStream):
     """The raw writer under ``sync_writer``: each ``write`` sends all it is given."""
 
     def __init__(self, stream: Any, close_stream: bool) -> None:
@@ -255,13 +262,6 @@ class _SinkRaw(io.RawIOBase):
         if data:
             self._send(data)
         return len(data)
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        super().close()
-        if self._close_stream:
-            _close(self._stream)
 
 
 def sync_writer(
