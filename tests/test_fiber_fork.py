@@ -42,3 +42,4 @@ def test_fibers_of_a_thread_missing_in_the_child_are_refused_and_never_run(
 ) -> None:
     output = _fork_scenario(run_scenario, "fibers_of_a_thread_that_is_gone_in_the_child")
     assert "unwound in child" not in output
+    assert "reported as leaked: 2" in output

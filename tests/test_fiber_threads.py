@@ -190,6 +190,7 @@ SCENARIOS = [
     "many_dropped_on_another_thread_then_owner_starts_a_fiber",
     "suspended_in_locals_when_its_thread_returns",
     "dropped_after_its_thread_died",
+    "generators_dropped_after_their_thread_died",
     "closed_after_its_thread_died",
     "held_by_thread_local_when_its_thread_exits",
     "threads_churning_fibers",
@@ -202,3 +203,22 @@ def test_fiber_lifetimes_across_threads_in_a_child_process(
 ) -> None:
     result = run_scenario("threads_lifetime", case, dev_mode=True)
     assert f"ok {case}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("case", "what", "count"),
+    [
+        ("dropped_after_its_thread_died", "fiber", 10),
+        ("generators_dropped_after_their_thread_died", "generator", 6),
+    ],
+)
+def test_a_suspended_fiber_collected_after_its_thread_ended_is_reported_as_leaked(
+    run_scenario: Callable[..., Any], case: str, what: str, count: int
+) -> None:
+    result = run_scenario("threads_lifetime", case)
+    message = (
+        f"a suspended anywait {what} was garbage-collected after its thread ended "
+        "(or in a forked child, which has no copy of that thread); its stack is leaked "
+        "and its finally blocks never run"
+    )
+    assert result.stderr.count(message) == count, result.stderr

@@ -542,3 +542,11 @@ def test_made_on_one_thread_consumed_on_another_once_started_stays() -> None:
     assert results == [1]
     with pytest.raises(RuntimeError, match="other than the one that started it"):
         next(gen)
+    # Its thread has ended: collected, it cannot run its finally blocks, and says so.
+    reported: list[Any] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "unraisablehook", reported.append)
+        del gen
+        gc.collect()
+    (report,) = reported
+    assert "garbage-collected after its thread ended" in str(report.exc_value)

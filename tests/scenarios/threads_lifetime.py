@@ -10,6 +10,7 @@ import queue
 import sys
 import threading
 
+import anywait
 from anywait.lowlevel import Fiber, suspend
 
 
@@ -144,6 +145,43 @@ def dropped_after_its_thread_died():
     assert log == [], log
 
 
+def generators_dropped_after_their_thread_died():
+    """Suspended generators whose thread is gone: none of their code runs, and each is
+    reported (stderr, checked by the test) as leaked."""
+    log, kept = [], []
+
+    @anywait.generator
+    def waiting():
+        try:
+            anywait.yield_(1)
+        finally:
+            log.append(threading.get_ident())
+
+    @anywait.async_generator
+    def waiting_async():
+        try:
+            anywait.yield_(1)
+        finally:
+            log.append(threading.get_ident())
+
+    def owner():
+        for _ in range(3):
+            gen = waiting()
+            next(gen)
+            kept.append(gen)
+            agen = waiting_async()
+            try:
+                agen.__anext__().send(None)
+            except StopIteration:
+                pass
+            kept.append(agen)
+
+    join(*run_thread(owner))
+    kept.clear()
+    gc.collect()
+    assert log == [], log
+
+
 def closed_after_its_thread_died():
     """close() and switch() on a fiber of a dead thread raise, they do not run it."""
     log, kept = [], []
@@ -219,6 +257,7 @@ CASES = {
         many_dropped_on_another_thread_then_owner_starts_a_fiber,
         suspended_in_locals_when_its_thread_returns,
         dropped_after_its_thread_died,
+        generators_dropped_after_their_thread_died,
         closed_after_its_thread_died,
         held_by_thread_local_when_its_thread_exits,
         threads_churning_fibers,

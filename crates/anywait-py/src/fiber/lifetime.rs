@@ -123,6 +123,63 @@ pub(crate) fn abandon(py: Python<'_>, core: &mut FiberCore) {
     core.release_suspended_references(py);
 }
 
+/// Ends the suspended fiber of an object that is garbage (its `tp_finalize`): unwound
+/// here when this is its thread, queued for its thread otherwise, and if that thread has
+/// ended, abandoned and reported. Errors escaping the unwinding are reported as
+/// unraisable, with `obj`.
+///
+/// # Safety
+/// `core` is `obj`'s live, suspended core, which `take` moves out of `obj`; the GIL is
+/// held and `obj` is alive for the call.
+pub(crate) unsafe fn end_suspended(
+    py: Python<'_>,
+    core: *mut FiberCore,
+    obj: &Bound<'_, PyAny>,
+    take: impl FnOnce() -> Box<FiberCore>,
+) {
+    // SAFETY: live core (caller).
+    let linked = unsafe { (*core).linked() };
+    // SAFETY: as above.
+    match place_orphan(py, unsafe { &*core }, take) {
+        Orphan::Queued => {}
+        Orphan::Abandoned => {
+            let what = if linked { "generator" } else { "fiber" };
+            PyRuntimeError::new_err(format!(
+                "a suspended anywait {what} was garbage-collected after its thread ended \
+                 (or in a forked child, which has no copy of that thread); its stack is \
+                 leaked and its finally blocks never run (close it on its own thread \
+                 before the thread ends)"
+            ))
+            .write_unraisable(py, Some(obj));
+        }
+        // SAFETY: our core, suspended, on its own thread; `obj` is alive (caller).
+        Orphan::KillHere => match unsafe { kill(py, core, obj.as_ptr()) } {
+            KillOutcome::Died => {}
+            KillOutcome::Raised(err) => err.write_unraisable(py, Some(obj)),
+            // SAFETY: our core, still owned by `obj` (it refused to die).
+            KillOutcome::Refused => refused_to_die(py, unsafe { &*core }),
+        },
+    }
+}
+
+/// Runs `finalize` (the part of a `tp_finalize` that may run fiber code) unless the
+/// interpreter is shutting down: PyO3 refuses to attach then, and fiber code must not
+/// run anyway (it could meet half-torn-down modules), so suspended fibers are left to go
+/// down with the process. An exception pending on entry is kept, as `tp_finalize` must.
+pub(crate) fn unless_shutting_down(finalize: impl FnOnce(Python<'_>)) {
+    // SAFETY: no preconditions.
+    if unsafe { ffi::Py_IsInitialized() } == 0 || crate::pystate::layout::interpreter_finalizing() {
+        return;
+    }
+    Python::attach(|py| {
+        let pending = PyErr::take(py);
+        finalize(py);
+        if let Some(err) = pending {
+            err.restore(py);
+        }
+    });
+}
+
 /// Reports a fiber that caught the exception [`kill`] threw in and suspended again;
 /// it is leaked.
 pub(crate) fn refused_to_die(py: Python<'_>, core: &FiberCore) {

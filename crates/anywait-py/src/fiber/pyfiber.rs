@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, PyTraverseError, PyVisit};
 
-use super::lifetime::{self, KillOutcome, Orphan};
+use super::lifetime::{self, KillOutcome};
 use super::switch::{self, Body, FiberCore, Status};
 use super::wire::Msg;
 
@@ -88,30 +88,18 @@ impl PyFiber {
     }
 
     /// Runs when the object is garbage (tp_finalize): unwinds a suspended fiber.
-    fn finalize(&self, py: Python<'_>, obj: *mut ffi::PyObject) {
+    fn finalize(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) {
         let core = self.core();
         if core.is_null() || self.status() != Status::Suspended {
             return;
         }
-        // SAFETY: non-null core owned by self (GIL held).
-        let placed = lifetime::place_orphan(py, unsafe { &*core }, || {
-            // SAFETY: GIL held; `core` is not used after being moved out.
-            unsafe { (*self.core.get()).take() }.expect("core present")
-        });
-        if let Orphan::KillHere = placed {
-            // SAFETY: our core, suspended, on its own thread; `obj` is alive for the
-            // duration of tp_finalize.
-            match unsafe { lifetime::kill(py, core, obj) } {
-                KillOutcome::Died => {}
-                KillOutcome::Raised(err) => {
-                    // SAFETY: obj is alive (see above).
-                    let obj = unsafe { Bound::from_borrowed_ptr(py, obj) };
-                    err.write_unraisable(py, Some(&obj));
-                }
-                // SAFETY: our core, still owned by self (it refused to die).
-                KillOutcome::Refused => lifetime::refused_to_die(py, unsafe { &*core }),
-            }
-        }
+        // SAFETY: our live, suspended core, moved out only by the closure; GIL held and
+        // `obj` (this object) alive for tp_finalize.
+        unsafe {
+            lifetime::end_suspended(py, core, obj, || {
+                (*self.core.get()).take().expect("core present")
+            })
+        };
     }
 }
 
@@ -229,20 +217,7 @@ pub(crate) unsafe extern "C" fn finalize_fiber(obj: *mut ffi::PyObject) {
     if slf.get().status() != Status::Suspended {
         return;
     }
-    // During shutdown PyO3 refuses to attach, and fiber code must not run anyway (it
-    // could meet half-torn-down modules): suspended fibers are left as they are, to go
-    // down with the process. This is the only way into `finalize`.
-    // SAFETY: no preconditions.
-    if unsafe { ffi::Py_IsInitialized() } == 0 || crate::pystate::layout::interpreter_finalizing() {
-        return;
-    }
-    Python::attach(|py| {
-        let pending = PyErr::take(py);
-        slf.get().finalize(py, obj);
-        if let Some(err) = pending {
-            err.restore(py);
-        }
-    });
+    lifetime::unless_shutting_down(|py| slf.get().finalize(py, slf.as_any()));
 }
 
 /// The running fiber, or None.

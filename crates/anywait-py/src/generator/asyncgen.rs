@@ -25,7 +25,7 @@ use pyo3::{ffi, PyTraverseError, PyVisit};
 
 use super::step::{AsyncGenStep, Kind};
 use super::ASYNC_GENERATOR;
-use crate::fiber::lifetime::{self, KillOutcome, Orphan};
+use crate::fiber::lifetime;
 use crate::fiber::relay;
 use crate::fiber::{error_from, resume_wire, Body, FiberCore, Status, Wire};
 
@@ -135,20 +135,13 @@ impl StackfulAsyncGenerator {
             }
             return;
         }
-        // SAFETY: non-null core owned by self.
-        let placed = lifetime::place_orphan(py, unsafe { &*core }, || {
-            // SAFETY: GIL held; `core` is not used after being moved out.
-            unsafe { (*me.core.get()).take() }.expect("core present")
-        });
-        if let Orphan::KillHere = placed {
-            // SAFETY: our core, suspended, on its own thread; `slf` is alive.
-            match unsafe { lifetime::kill(py, core, slf.as_ptr()) } {
-                KillOutcome::Died => {}
-                KillOutcome::Raised(err) => err.write_unraisable(py, Some(slf.as_any())),
-                // SAFETY: our core, still owned by self.
-                KillOutcome::Refused => lifetime::refused_to_die(py, unsafe { &*core }),
-            }
-        }
+        // SAFETY: our live, suspended core, moved out only by the closure; GIL held and
+        // `slf` alive for tp_finalize.
+        unsafe {
+            lifetime::end_suspended(py, core, slf.as_any(), || {
+                (*me.core.get()).take().expect("core present")
+            })
+        };
     }
 }
 
@@ -302,15 +295,5 @@ pub(crate) unsafe extern "C" fn finalize_async_generator(obj: *mut ffi::PyObject
     if slf.get().status() != Status::Suspended {
         return;
     }
-    // SAFETY: no preconditions.
-    if unsafe { ffi::Py_IsInitialized() } == 0 || crate::pystate::layout::interpreter_finalizing() {
-        return;
-    }
-    Python::attach(|py| {
-        let pending = PyErr::take(py);
-        StackfulAsyncGenerator::finalize(&slf);
-        if let Some(err) = pending {
-            err.restore(py);
-        }
-    });
+    lifetime::unless_shutting_down(|_| StackfulAsyncGenerator::finalize(&slf));
 }

@@ -18,7 +18,7 @@ use pyo3::types::{PyDict, PyTraceback, PyTuple, PyType};
 use pyo3::{ffi, PyTraverseError, PyVisit};
 
 use super::GENERATOR;
-use crate::fiber::lifetime::{self, KillOutcome, Orphan};
+use crate::fiber::lifetime;
 use crate::fiber::{resume_wire, Body, FiberCore, Status, Wire};
 
 /// A generator whose body yields with `anywait.yield_()` from any depth.
@@ -120,30 +120,18 @@ impl StackfulGenerator {
     }
 
     /// Runs when the object is garbage (tp_finalize): closes a suspended generator.
-    fn finalize(&self, py: Python<'_>, obj: *mut ffi::PyObject) {
+    fn finalize(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) {
         let core = self.core();
         if core.is_null() || self.status() != Status::Suspended {
             return;
         }
-        // SAFETY: non-null core owned by self (GIL held).
-        let placed = lifetime::place_orphan(py, unsafe { &*core }, || {
-            // SAFETY: GIL held; `core` is not used after being moved out.
-            unsafe { (*self.core.get()).take() }.expect("core present")
-        });
-        if let Orphan::KillHere = placed {
-            // SAFETY: our core, suspended, on its own thread; `obj` is alive for the
-            // duration of tp_finalize.
-            match unsafe { lifetime::kill(py, core, obj) } {
-                KillOutcome::Died => {}
-                KillOutcome::Raised(err) => {
-                    // SAFETY: obj is alive (see above).
-                    let obj = unsafe { Bound::from_borrowed_ptr(py, obj) };
-                    err.write_unraisable(py, Some(&obj));
-                }
-                // SAFETY: our core, still owned by self (it refused to die).
-                KillOutcome::Refused => lifetime::refused_to_die(py, unsafe { &*core }),
-            }
-        }
+        // SAFETY: our live, suspended core, moved out only by the closure; GIL held and
+        // `obj` (this object) alive for tp_finalize.
+        unsafe {
+            lifetime::end_suspended(py, core, obj, || {
+                (*self.core.get()).take().expect("core present")
+            })
+        };
     }
 }
 
@@ -393,15 +381,5 @@ pub(crate) unsafe extern "C" fn finalize_generator(obj: *mut ffi::PyObject) {
         return;
     }
     // As for fibers: no generator code runs during shutdown.
-    // SAFETY: no preconditions.
-    if unsafe { ffi::Py_IsInitialized() } == 0 || crate::pystate::layout::interpreter_finalizing() {
-        return;
-    }
-    Python::attach(|py| {
-        let pending = PyErr::take(py);
-        slf.get().finalize(py, obj);
-        if let Some(err) = pending {
-            err.restore(py);
-        }
-    });
+    lifetime::unless_shutting_down(|py| slf.get().finalize(py, slf.as_any()));
 }
