@@ -41,6 +41,8 @@ pub(crate) struct StackfulAsyncGenerator {
     finalizer: UnsafeCell<Option<Py<PyAny>>>,
     /// Whether a step is between its first resume and its end (`ag_running`).
     pub(super) running: Cell<bool>,
+    /// A done `__anext__` step, reused by the next one (see `AsyncGenStep::next_of`).
+    pub(super) spare: UnsafeCell<Option<Py<AsyncGenStep>>>,
 }
 
 // SAFETY: every access happens with the GIL held, which serialises threads; the core
@@ -193,6 +195,7 @@ impl StackfulAsyncGenerator {
             hooks_called: Cell::new(false),
             finalizer: UnsafeCell::new(None),
             running: Cell::new(false),
+            spare: UnsafeCell::new(None),
         })
     }
 
@@ -200,8 +203,8 @@ impl StackfulAsyncGenerator {
         slf
     }
 
-    fn __anext__(slf: &Bound<'_, Self>) -> AsyncGenStep {
-        AsyncGenStep::new(slf, Kind::Send, slf.py().None())
+    fn __anext__(slf: &Bound<'_, Self>) -> PyResult<Py<AsyncGenStep>> {
+        AsyncGenStep::next_of(slf)
     }
 
     /// The awaitable that resumes the generator with `value` (its next value).

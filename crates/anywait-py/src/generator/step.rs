@@ -48,8 +48,11 @@ enum StepState {
 /// The awaitable of one `__anext__`/`asend`/`athrow`/`aclose`.
 #[pyclass(module = "anywait", name = "StackfulAsyncGenStep", frozen)]
 pub(crate) struct AsyncGenStep {
-    agen: Py<StackfulAsyncGenerator>,
-    kind: Kind,
+    /// The generator, until the step is done: a done step holds nothing, so that the
+    /// generator can keep one as its spare (see [`AsyncGenStep::recycle`]) without a
+    /// reference cycle, which would delay its finalization to the cyclic GC.
+    agen: UnsafeCell<Option<Py<StackfulAsyncGenerator>>>,
+    kind: Cell<Kind>,
     /// The value to send, or the exception to throw, on the first resume.
     first: UnsafeCell<Option<Py<PyAny>>>,
     state: Cell<StepState>,
@@ -67,18 +70,67 @@ impl AsyncGenStep {
         first: Py<PyAny>,
     ) -> Self {
         Self {
-            agen: agen.clone().unbind(),
-            kind,
+            agen: UnsafeCell::new(Some(agen.clone().unbind())),
+            kind: Cell::new(kind),
             first: UnsafeCell::new(Some(first)),
             state: Cell::new(StepState::Fresh),
         }
+    }
+
+    /// The `__anext__` step of `agen`: its spare (a done step nothing else holds),
+    /// made fresh, or a new one. `async for` makes one per item; reusing it saves the
+    /// allocation, as CPython's free list of native steps does.
+    pub(super) fn next_of(agen: &Bound<'_, StackfulAsyncGenerator>) -> PyResult<Py<Self>> {
+        let py = agen.py();
+        // SAFETY: GIL held; the spare is only touched here and in `recycle`.
+        if let Some(spare) = unsafe { (*agen.get().spare.get()).take() } {
+            // SAFETY: a live object; GIL held.
+            if unsafe { ffi::Py_REFCNT(spare.as_ptr()) } == 1 {
+                let step = spare.get();
+                // SAFETY: GIL held; nothing else holds the step, so nothing reads these.
+                unsafe {
+                    *step.agen.get() = Some(agen.clone().unbind());
+                    *step.first.get() = Some(py.None());
+                }
+                step.kind.set(Kind::Send);
+                step.state.set(StepState::Fresh);
+                return Ok(spare);
+            }
+        }
+        Py::new(py, Self::new(agen, Kind::Send, py.None()))
+    }
+
+    /// The generator, while the step is not done.
+    fn agen<'a, 'py>(&'a self, py: Python<'py>) -> &'a Bound<'py, StackfulAsyncGenerator> {
+        // SAFETY: GIL held (the token); the field changes only when the step is done.
+        unsafe { (*self.agen.get()).as_ref() }
+            .expect("a step that is not done has its generator")
+            .bind(py)
+    }
+
+    /// Once the step is done: lets go of the generator, first offering it this step as
+    /// its spare (if it has none) for its next `__anext__`.
+    fn recycle(slf: &Bound<'_, Self>) {
+        let me = slf.get();
+        // SAFETY: GIL held; the step is done, so nothing reads the field any more.
+        let Some(agen) = (unsafe { (*me.agen.get()).take() }) else {
+            return;
+        };
+        // SAFETY: GIL held; as in `next_of`.
+        let spare = unsafe { &mut *agen.get().spare.get() };
+        if spare.is_none() {
+            *spare = Some(slf.clone().unbind());
+        }
+        // Dropping the generator's reference last: it may be the last one, and its
+        // finalization may run Python code.
+        drop(agen.into_bound(slf.py()));
     }
 
     /// The first resume of the step: checks, then the message its kind sends, or
     /// `thrown` (an exception thrown into the step before it started goes into the
     /// generator, as for a native step).
     fn start(&self, py: Python<'_>, thrown: Option<Wire>) -> StepResult {
-        let agen = self.agen.bind(py);
+        let agen = self.agen(py);
         let me = agen.get();
         if me.running.get() {
             self.state.set(StepState::Done);
@@ -87,7 +139,7 @@ impl AsyncGenStep {
             }
             return StepResult::Error(PyRuntimeError::new_err(format!(
                 "{}(): asynchronous generator is already running",
-                self.kind.name()
+                self.kind.get().name()
             )));
         }
         // SAFETY: GIL held; taken once (state Fresh).
@@ -98,7 +150,7 @@ impl AsyncGenStep {
             if let Some(Wire::Raise(exc)) = thrown {
                 return StepResult::Error(error_from(py, exc));
             }
-            return match self.kind {
+            return match self.kind.get() {
                 Kind::Send => StepResult::Error(PyStopAsyncIteration::new_err(())),
                 Kind::Throw | Kind::Close => StepResult::Value(py.None()),
             };
@@ -110,7 +162,7 @@ impl AsyncGenStep {
         if let Err(err) = StackfulAsyncGenerator::call_hooks(agen) {
             return StepResult::Error(err);
         }
-        let msg = match (self.kind, thrown) {
+        let msg = match (self.kind.get(), thrown) {
             (_, Some(thrown)) => {
                 drop(first.into_bound(py));
                 thrown
@@ -138,8 +190,8 @@ impl AsyncGenStep {
             return StepResult::Trap(trap);
         }
         self.state.set(StepState::Done);
-        self.agen.get().running.set(false);
-        match (self.kind, outcome) {
+        self.agen(py).get().running.set(false);
+        match (self.kind.get(), outcome) {
             (_, Outcome::Trap(_)) => unreachable!(),
             (Kind::Close, Outcome::Yielded(value)) => {
                 drop(value.into_bound(py));
@@ -162,6 +214,16 @@ impl AsyncGenStep {
 
     /// Sends the loop's answer (a value or an exception) to the awaiting generator.
     fn answer(slf: &Bound<'_, Self>, msg: Wire) -> StepResult {
+        let me = slf.get();
+        let was_done = me.state.get() == StepState::Done;
+        let result = Self::answer_step(slf, msg);
+        if !was_done && me.state.get() == StepState::Done {
+            Self::recycle(slf);
+        }
+        result
+    }
+
+    fn answer_step(slf: &Bound<'_, Self>, msg: Wire) -> StepResult {
         let py = slf.py();
         let me = slf.get();
         match me.state.get() {
@@ -173,7 +235,7 @@ impl AsyncGenStep {
                 }
             },
             StepState::Awaiting => {
-                let agen = me.agen.bind(py);
+                let agen = me.agen(py);
                 me.finish(py, StackfulAsyncGenerator::resume(agen, msg))
             }
             StepState::Done => {
@@ -247,6 +309,42 @@ unsafe extern "C" fn step_am_send(
     status
 }
 
+/// `tp_iternext` of the step: what the interpreter's `await` calls on 3.12+ (its
+/// `SEND` takes `tp_iternext` for None, where 3.11 took `am_send`). The result leaves
+/// as `StopIteration(value)`, made directly (not through a lazily built error), as a
+/// native step's is.
+unsafe extern "C" fn step_iternext(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls tp_iternext with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: CPython calls the slot of our type with an instance, borrowed.
+        let slf =
+            unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<AsyncGenStep>() };
+        AsyncGenStep::answer(&slf, Wire::Value(py.None()))
+    }));
+    match outcome.unwrap_or_else(|_| crate::fatal::fatal("a Rust panic reached tp_iternext")) {
+        StepResult::Trap(trap) => trap.into_ptr(),
+        // NULL with no exception set: StopIteration(None).
+        StepResult::Value(value) if value.is_none(py) => ptr::null_mut(),
+        StepResult::Value(value) => {
+            // SAFETY: GIL held; `value` is owned here. StopIteration(value) is made by
+            // calling the class, so that a tuple or an exception is its one argument.
+            unsafe {
+                let stop = ffi::PyObject_CallOneArg(ffi::PyExc_StopIteration, value.as_ptr());
+                if !stop.is_null() {
+                    ffi::PyErr_SetObject(ffi::PyExc_StopIteration, stop);
+                    ffi::Py_DECREF(stop);
+                }
+            }
+            ptr::null_mut()
+        }
+        StepResult::Error(err) => {
+            err.restore(py);
+            ptr::null_mut()
+        }
+    }
+}
+
 /// `am_await` of the step: the step is its own iterator (PyO3's `__await__` stays for
 /// lookups by name; the interpreter's `await` takes this slot).
 unsafe extern "C" fn step_am_await(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
@@ -264,7 +362,7 @@ unsafe extern "C" fn generator_am_anext(slf: *mut ffi::PyObject) -> *mut ffi::Py
         let slf = unsafe {
             Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<StackfulAsyncGenerator>()
         };
-        Py::new(py, AsyncGenStep::new(&slf, Kind::Send, py.None()))
+        AsyncGenStep::next_of(&slf)
     }));
     match made.unwrap_or_else(|_| crate::fatal::fatal("a Rust panic reached am_anext")) {
         Ok(step) => step.into_ptr(),
@@ -275,7 +373,7 @@ unsafe extern "C" fn generator_am_anext(slf: *mut ffi::PyObject) -> *mut ffi::Py
     }
 }
 
-/// Installs the direct async slots: the step's `am_send` and `am_await`, and the
+/// Installs the direct slots: the step's `am_send`, `am_await` and `tp_iternext`, and the
 /// generator's `am_anext` (both types have `tp_as_async`, from PyO3's `__await__` and
 /// `__anext__`). PyO3's trampolines were a third of a native `__anext__` each.
 pub(crate) fn install_async_slots(py: Python<'_>) -> PyResult<()> {
@@ -293,6 +391,7 @@ pub(crate) fn install_async_slots(py: Python<'_>) -> PyResult<()> {
         }
         (*step_slots).am_send = Some(step_am_send);
         (*step_slots).am_await = Some(step_am_await);
+        (*step).tp_iternext = Some(step_iternext);
         (*agen_slots).am_anext = Some(generator_am_anext);
         ffi::PyType_Modified(step);
         ffi::PyType_Modified(agen);
@@ -344,8 +443,10 @@ impl AsyncGenStep {
     /// suspended where it awaited, and is no longer running.
     fn close(&self, py: Python<'_>) {
         if self.state.replace(StepState::Done) == StepState::Awaiting {
-            self.agen.get().running.set(false);
+            self.agen(py).get().running.set(false);
         }
-        let _ = py;
+        // SAFETY: GIL held; the step is done, so nothing reads the field any more.
+        let agen = unsafe { (*self.agen.get()).take() };
+        drop(agen.map(|a| a.into_bound(py)));
     }
 }
