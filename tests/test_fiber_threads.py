@@ -8,8 +8,10 @@ What happens to a suspended fiber whose object is dropped on a thread other than
   finally blocks) at the thread's next fiber operation (starting or resuming any
   fiber); never on the dropping thread;
 * if its thread exits before another fiber operation, it is never unwound: its code
-  never runs again, and nothing crashes;
-* a fiber whose thread has died is cleaned without running any of its code.
+  never runs again, nothing crashes, and the next fiber operation on any thread reports
+  it (``sys.unraisablehook``) as leaked;
+* a fiber whose thread has died is cleaned without running any of its code, and
+  reported as leaked.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@
 //! * [`Fiber`]: a corosensei coroutine on such a stack that is never unwound while
 //!   suspended (see [`fiber`]).
 //!
+//! Under valgrind every stack is registered as one while it is mapped (see
+//! [`valgrind`]), so fiber switches are not mistaken for wild stack-pointer moves.
+//!
 //! Invariants the embedder relies on:
 //! 1. a stack is unmapped only when no fiber is suspended on it;
 //! 2. a suspended fiber is never unwound by Rust: dropping one leaks it;
@@ -19,6 +22,7 @@
 pub mod fiber;
 pub mod pool;
 pub mod stack;
+pub mod valgrind;
 
 pub use corosensei::Yielder;
 pub use fiber::{Fiber, Resumed, StackBounds};

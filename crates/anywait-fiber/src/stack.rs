@@ -38,6 +38,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use corosensei::stack::{Stack, StackPointer};
 
+use crate::valgrind;
+
 /// Size of the guard region below every stack.
 ///
 /// Larger than one page so that a function with a big frame cannot step over it.
@@ -116,6 +118,9 @@ pub struct FiberStack {
     /// `layout.map_len()` bytes that this value owns.
     map_start: NonNull<u8>,
     layout: StackLayout,
+    /// Valgrind's id for the usable range (`usable_bottom()..base()`) when running
+    /// under valgrind, registered from mapping to unmapping; `None` natively.
+    valgrind_id: Option<valgrind::StackId>,
 }
 
 impl FiberStack {
@@ -138,11 +143,15 @@ impl FiberStack {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let stack = Self {
+        let mut stack = Self {
             map_start: NonNull::new(ptr.cast::<u8>()).expect("mmap returned NULL"),
             layout,
+            valgrind_id: None,
         };
         stack.install_guard()?; // on error `stack` is dropped, which unmaps it
+        let bottom = stack.usable_bottom();
+        let base = stack.reserved_area().as_ptr() as usize;
+        stack.valgrind_id = valgrind::stack_register(bottom, base - 1);
         Ok(stack)
     }
 
@@ -217,6 +226,9 @@ impl FiberStack {
 
 impl Drop for FiberStack {
     fn drop(&mut self) {
+        if let Some(id) = self.valgrind_id.take() {
+            valgrind::stack_deregister(id);
+        }
         // SAFETY: we own the mapping (type invariant) and, by the contract on dropping a
         // FiberStack, nothing runs on it or points into it any more.
         let rc = unsafe {

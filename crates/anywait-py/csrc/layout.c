@@ -10,10 +10,13 @@
 #include <Python.h>
 #include <stddef.h>
 
+/* _PyInterpreterFrame (for `previous`) is internal in every version. */
+#define Py_BUILD_CORE 1
+#include "internal/pycore_frame.h"
+
 #if PY_VERSION_HEX >= 0x030D0000
 /* 3.13+ publish their real layout for debuggers in _PyRuntime.debug_offsets; anywait
  * reads it at import to check that it was compiled for this very interpreter. */
-#  define Py_BUILD_CORE 1
 #  include "internal/pycore_runtime.h"
 #  define DEBUG_OFFSET(field) ((long)offsetof(_PyRuntimeState, debug_offsets.field))
 #else
@@ -69,6 +72,7 @@ struct anywait_layout {
     anywait_field chunk_size;
     anywait_field chunk_top;
     anywait_field chunk_data;
+    anywait_field frame_previous;
     long c_recursion_limit;
     long stack_margin_bytes;
     /* Offsets inside _PyRuntime of the debug-offset entries (-1 before 3.13); each
@@ -78,6 +82,7 @@ struct anywait_layout {
     long debug_tstate_current_frame;
     long debug_tstate_datastack_chunk;
     long debug_tstate_base_frame;
+    long debug_frame_previous;
 };
 
 const struct anywait_layout anywait_layout = {
@@ -176,6 +181,7 @@ const struct anywait_layout anywait_layout = {
     .chunk_size = FIELD(_PyStackChunk, size),
     .chunk_top = FIELD(_PyStackChunk, top),
     .chunk_data = FIELD(_PyStackChunk, data),
+    .frame_previous = FIELD(_PyInterpreterFrame, previous),
 #if PY_VERSION_HEX >= 0x030D0000 && PY_VERSION_HEX < 0x030E0000
     .c_recursion_limit = Py_C_RECURSION_LIMIT,
 #elif PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
@@ -197,4 +203,5 @@ const struct anywait_layout anywait_layout = {
 #else
     .debug_tstate_base_frame = -1L,
 #endif
+    .debug_frame_previous = DEBUG_OFFSET(interpreter_frame.previous),
 };

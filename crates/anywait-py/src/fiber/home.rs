@@ -12,11 +12,12 @@
 //! at its next fiber operation ([`run_pending`]).
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
 use anywait_fiber::{FiberStack, StackLayout, StackPool};
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 
 use crate::pystate;
@@ -49,14 +50,35 @@ pub(crate) struct ThreadHome {
     /// Work from other threads, to be run here (see [`PendingWork`]).
     pending: Mutex<Vec<PendingWork>>,
     has_pending: AtomicBool,
+    /// The id of the thread's Python thread state (`PyThreadState_GetID`), or
+    /// `NO_PYTHON_THREAD` until fibers are used there.
+    python_thread: AtomicU64,
 }
+
+const NO_PYTHON_THREAD: u64 = u64::MAX;
 
 static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// Work that other threads queued for a thread which ended before running it (see
+/// `ThreadFibers::drop`): leaked there, where no Python code can run, counted here,
+/// and reported by the next fiber operation on any thread ([`run_pending`]).
+static LEAKED_AT_EXIT: AtomicUsize = AtomicUsize::new(0);
+
 impl ThreadHome {
-    pub(crate) fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::Acquire)
-            && self.generation.load(Ordering::Acquire) == FORK_GENERATION.load(Ordering::Acquire)
+    /// Whether the thread still exists, and can run the work queued for it.
+    ///
+    /// A thread's Python thread state is deleted (and, before 3.13, `Thread.join()`
+    /// returns) before its native thread-locals are destroyed, which is when `alive`
+    /// clears: so a thread whose Python thread state is gone counts as ended, or work
+    /// queued in between would never run, and never be reported.
+    pub(crate) fn is_alive(&self, _py: Python<'_>) -> bool {
+        if !self.alive.load(Ordering::Acquire)
+            || self.generation.load(Ordering::Acquire) != FORK_GENERATION.load(Ordering::Acquire)
+        {
+            return false;
+        }
+        let id = self.python_thread.load(Ordering::Acquire);
+        id == NO_PYTHON_THREAD || python_thread_exists(id)
     }
 
     /// Queues `work` for this home's thread; hands it back if the queue is unusable
@@ -93,6 +115,7 @@ impl Drop for ThreadFibers {
         if let Ok(mut pending) = self.home.pending.lock() {
             for work in pending.drain(..) {
                 std::mem::forget(work);
+                LEAKED_AT_EXIT.fetch_add(1, Ordering::AcqRel);
             }
         }
     }
@@ -108,6 +131,7 @@ thread_local! {
             generation: AtomicU64::new(FORK_GENERATION.load(Ordering::Acquire)),
             pending: Mutex::new(Vec::new()),
             has_pending: AtomicBool::new(false),
+            python_thread: AtomicU64::new(NO_PYTHON_THREAD),
         }),
         pool: RefCell::new(StackPool::new(
             StackLayout {
@@ -127,13 +151,44 @@ pub(crate) fn this_home() -> PyResult<Arc<ThreadHome>> {
         .try_with(|t| t.home.clone())
         .map_err(|_| PyRuntimeError::new_err("this thread is exiting; fibers cannot be used"))?;
     HOME.with(|h| h.set(Arc::as_ptr(&home)));
+    if home.python_thread.load(Ordering::Relaxed) == NO_PYTHON_THREAD {
+        // SAFETY: no preconditions; callers hold the GIL, so this is the thread's state.
+        let ts = unsafe { ffi::compat::PyThreadState_GetUnchecked() };
+        if !ts.is_null() {
+            // SAFETY: the live thread state of this thread.
+            // (PyO3 declares the C uint64_t as i64: the bits are the id.)
+            let id = unsafe { ffi::PyThreadState_GetID(ts) } as u64;
+            home.python_thread.store(id, Ordering::Release);
+        }
+    }
     Ok(home)
+}
+
+/// Whether the interpreter still has the Python thread state with this id. The
+/// interpreter's list of thread states changes under the GIL (held here) except for
+/// insertions at its head, which a walk from the head may miss harmlessly.
+fn python_thread_exists(id: u64) -> bool {
+    // SAFETY: GIL held by the caller (`is_alive`'s token); the list is walked as
+    // CPython's own debugging helpers walk it.
+    unsafe {
+        let mut ts = ffi::PyInterpreterState_ThreadHead(ffi::PyInterpreterState_Get());
+        while !ts.is_null() {
+            if ffi::PyThreadState_GetID(ts) as u64 == id {
+                return true;
+            }
+            ts = ffi::PyThreadState_Next(ts);
+        }
+    }
+    false
 }
 
 /// Runs the work other threads queued for this one (cheap when there is none: a
 /// thread-local and an atomic load).
 #[inline]
 pub(crate) fn run_pending(py: Python<'_>) {
+    if LEAKED_AT_EXIT.load(Ordering::Relaxed) != 0 {
+        report_leaked_at_exit(py);
+    }
     let Ok(Some(home)) = THREAD.try_with(|t| {
         t.home
             .has_pending
@@ -143,6 +198,22 @@ pub(crate) fn run_pending(py: Python<'_>) {
         return;
     };
     run_pending_of(py, &home);
+}
+
+#[inline(never)]
+#[cold]
+fn report_leaked_at_exit(py: Python<'_>) {
+    let leaked = LEAKED_AT_EXIT.swap(0, Ordering::AcqRel);
+    if leaked == 0 {
+        return;
+    }
+    PyRuntimeError::new_err(format!(
+        "{leaked} suspended anywait fiber(s) or generator(s) garbage-collected on another \
+         thread were queued for their own thread, which ended before it could unwind \
+         them: their stacks are leaked and their finally blocks never ran (close them on \
+         their own thread)"
+    ))
+    .write_unraisable(py, None);
 }
 
 #[inline(never)]

@@ -100,7 +100,7 @@ pub(crate) fn place_orphan(
         return Orphan::KillHere;
     }
     let home = core.home();
-    if home.is_alive() {
+    if home.is_alive(py) {
         let queued = QueuedCore(take());
         match home.queue(Box::new(move |py| queued.unwind(py))) {
             Ok(()) => return Orphan::Queued,

@@ -12,7 +12,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use super::switch::{Body, FiberCore, Tag};
-use crate::pystate;
+use crate::pystate::{self, Snapshot};
 
 /// What linking a fiber to its resumer for one resume changed (see [`lend`]).
 pub(super) struct Link {
@@ -82,6 +82,45 @@ pub(super) unsafe fn lend(ts: *mut ffi::PyThreadState, core: *mut FiberCore) -> 
         }
     }
     link
+}
+
+/// Continues a linked fiber's frame chain into its resumer's for the resume about to
+/// happen (see `pystate::FrameLink`).
+///
+/// # Safety
+/// `core` is live, linked, and about to be switched into; `fiber_state` is its saved
+/// state, taken out for the switch; `ts` is this thread's state, the resumer's view
+/// installed; GIL held.
+#[inline]
+pub(super) unsafe fn link_frames(
+    ts: *mut ffi::PyThreadState,
+    core: *mut FiberCore,
+    fiber_state: &mut Snapshot,
+) {
+    // SAFETY: live core (caller); the link is not otherwise borrowed.
+    if let Some(frames) = unsafe { (*core).frames.as_mut() } {
+        // SAFETY: forwarded contract.
+        unsafe { frames.link(ts, fiber_state) };
+    }
+}
+
+/// Ends a linked fiber's frame chain again once it has suspended or `finished`.
+///
+/// # Safety
+/// As for [`link_frames`], after the switch back: `fiber_state` is the state the fiber
+/// left, linked for this resume.
+#[inline]
+pub(super) unsafe fn unlink_frames(
+    ts: *mut ffi::PyThreadState,
+    core: *mut FiberCore,
+    fiber_state: &mut Snapshot,
+    finished: bool,
+) {
+    // SAFETY: live core (caller); the link is not otherwise borrowed.
+    if let Some(frames) = unsafe { (*core).frames.as_mut() } {
+        // SAFETY: forwarded contract.
+        unsafe { frames.unlink(ts, fiber_state, finished) };
+    }
 }
 
 impl FiberCore {

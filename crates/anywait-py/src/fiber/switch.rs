@@ -37,11 +37,11 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, PyErr};
 
 use super::home::{self, ThreadHome};
-use super::linked::{lend, Link};
+use super::linked::{lend, link_frames, unlink_frames, Link};
 use super::relay;
 use super::wire::{Msg, Wire};
 use crate::fatal::fatal;
-use crate::pystate::{self, Snapshot};
+use crate::pystate::{self, FrameLink, Snapshot};
 
 /// Which layer made a fiber, so that it can recognise its own among the running ones
 /// ([`current`]). The fiber layer stores it and never interprets it, but for one rule:
@@ -166,6 +166,8 @@ pub(crate) struct FiberCore {
     /// Set when a trap sink suspended with a trap rather than a value; cleared by
     /// whoever reads it (`relay::take_trapped`).
     pub(super) trapped: bool,
+    /// Linked fibers, once started: where their frame chain meets the resumer's.
+    pub(super) frames: Option<FrameLink>,
 }
 
 impl FiberCore {
@@ -192,6 +194,7 @@ impl FiberCore {
             relaying: false,
             trap_sink: false,
             trapped: false,
+            frames: None,
         })
     }
 
@@ -464,6 +467,9 @@ unsafe fn start(core: *mut FiberCore) -> PyResult<()> {
     });
     // SAFETY: this thread's state; the stack is fresh from the pool and unused.
     let snapshot = unsafe { Snapshot::fresh(thread_state(), context, &engine.bounds()) };
+    if c.linked {
+        c.frames = Some(FrameLink::new(&engine.bounds()));
+    }
     c.engine = Some(engine);
     c.snapshot = Some(snapshot);
     Ok(())
@@ -501,7 +507,7 @@ pub(super) unsafe fn switch_into(
     }
     // SAFETY: live core, and the only reference until the engine is resumed; the cell
     // is this thread's and outlives the call.
-    let fiber_state = unsafe {
+    let mut fiber_state = unsafe {
         let c = &mut *core;
         c.resumer = (*current_cell).replace(core);
         c.pyobj = pyobj;
@@ -510,6 +516,10 @@ pub(super) unsafe fn switch_into(
             .take()
             .expect("suspended fiber without a snapshot")
     };
+    if linked {
+        // SAFETY: the resumer's state is installed; `fiber_state` is this core's.
+        unsafe { link_frames(ts, core, &mut fiber_state) };
+    }
 
     // SAFETY: ts is this thread's state, GIL held; from here to the swap back only the
     // stack switch happens (no Python API).
@@ -531,6 +541,9 @@ pub(super) unsafe fn switch_into(
         // SAFETY: the resumer's state is installed again; `patched` came from this
         // resume's link.
         unsafe { pystate::restore_exception_chain(ts, patched) };
+        let finished = matches!(resumed, Resumed::Return(_));
+        // SAFETY: as above; the frames were linked for this resume.
+        unsafe { unlink_frames(ts, core, &mut fiber_state, finished) };
     }
 
     // SAFETY: the fiber is parked or finished: nothing else references the core now.

@@ -76,6 +76,7 @@ pub(crate) struct RawLayout {
     pub chunk_size: Field,
     pub chunk_top: Field,
     pub chunk_data: Field,
+    pub frame_previous: Field,
     pub c_recursion_limit: c_long,
     pub stack_margin_bytes: c_long,
     pub debug_version: c_long,
@@ -83,6 +84,7 @@ pub(crate) struct RawLayout {
     pub debug_tstate_current_frame: c_long,
     pub debug_tstate_datastack_chunk: c_long,
     pub debug_tstate_base_frame: c_long,
+    pub debug_frame_previous: c_long,
 }
 
 /// `struct anywait_layout` as compiled against the target's headers, word by word
@@ -146,6 +148,11 @@ fn verify_against_runtime(l: &RawLayout) -> Result<(), String> {
             "datastack_chunk offset",
             debug_offset(l.debug_tstate_datastack_chunk),
             l.datastack_chunk.offset,
+        ),
+        (
+            "interpreter frame's previous offset",
+            debug_offset(l.debug_frame_previous),
+            l.frame_previous.offset,
         ),
     ];
     #[cfg(Py_3_15)]
@@ -215,6 +222,7 @@ pub(crate) fn verify() -> Result<(), String> {
         ("chunk_size", l.chunk_size, ptr),
         ("chunk_top", l.chunk_top, ptr),
         ("chunk_data", l.chunk_data, ptr),
+        ("frame_previous", l.frame_previous, ptr),
     ];
     #[cfg(not(Py_3_13))]
     checks.extend([

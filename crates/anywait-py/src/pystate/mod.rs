@@ -20,7 +20,10 @@
 //!   interpreter would see a half-switched state, and a GC pass could run a `__del__`
 //!   that switches again.
 
+mod frame_link;
 pub(crate) mod layout;
+
+pub(crate) use frame_link::FrameLink;
 
 use std::ffi::c_int;
 use std::ptr;
