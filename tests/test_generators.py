@@ -530,23 +530,23 @@ def test_the_decorator_refuses_what_it_cannot_make_a_generator_of() -> None:
 
 
 def test_made_on_one_thread_consumed_on_another_once_started_stays() -> None:
-    gen = stackful_walk(TREE, [])
+    held = [stackful_walk(TREE, [])]  # a list, so that the test can drop its only reference
     results: list[Any] = []
 
     def consume() -> None:
-        results.append(next(gen))
+        results.append(next(held[0]))
 
     thread = threading.Thread(target=consume)
     thread.start()
     thread.join()
     assert results == [1]
     with pytest.raises(RuntimeError, match="other than the one that started it"):
-        next(gen)
+        next(held[0])
     # Its thread has ended: collected, it cannot run its finally blocks, and says so.
     reported: list[Any] = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "unraisablehook", reported.append)
-        del gen
+        held.clear()
         gc.collect()
     (report,) = reported
     assert "garbage-collected after its thread ended" in str(report.exc_value)

@@ -151,7 +151,7 @@ def test_nested_generators_chain_through_each_other() -> None:
         yield here()
 
     def native_outer() -> Iterator[list[str]]:
-        for item in native_inner():
+        for item in native_inner():  # noqa: UP028 (the twin of a for loop over yield_)
             yield item
 
     @anywait.generator

@@ -4,6 +4,7 @@ Usage: threads_lifetime.py CASE. Each case asserts what must hold and prints wha
 observed; a crash shows up as the exit status with faulthandler's traceback.
 """
 
+import contextlib
 import functools
 import gc
 import queue
@@ -182,10 +183,8 @@ def generators_dropped_after_their_thread_died():
             next(gen)
             kept.append(gen)
             agen = waiting_async()
-            try:
+            with contextlib.suppress(StopIteration):
                 agen.__anext__().send(None)
-            except StopIteration:
-                pass
             kept.append(agen)
 
     join(*run_thread(owner))
