@@ -34,7 +34,7 @@ test-host: ## pytest on pyenv 3.11.7, 3.12.1, 3.13.0 (PY=3.12.1 for one)
 test-chroots: ## pytest on Debian's 3.11d, 3.13, 3.13d, 3.14, 3.14d, 3.15, 3.15d (PY=python3.15d or PY=trixie)
 	@$(CI_SH) test-chroots
 
-bench: ## release build into a venv with the bench extra, run benches/bench_fiber.py, bench_portal.py, bench_sync_first.py, bench_nested_run.py, bench_generators.py and bench_files.py (BENCH_ARGS=--quick)
+bench: ## release build into a venv with the bench extra, run benches/bench_fiber.py, bench_portal.py, bench_sync_first.py, bench_nested_run.py, bench_generators.py, bench_files.py and bench_scale.py (BENCH_ARGS=--quick)
 	@$(CI_SH) bench
 
 bench-chroots: ## the same benchmarks on a Debian interpreter in its chroot, release build (PY=python3.15)

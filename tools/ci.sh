@@ -25,7 +25,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/interpreters.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/dist.sh"
 
 LINT_PY=${LINT_PY:-3.11.7}      # the venv (test extra) that runs ruff and mypy and feeds clippy's PYO3_PYTHON
-BENCH=${BENCH:-benches/bench_fiber.py benches/bench_portal.py benches/bench_sync_first.py benches/bench_nested_run.py benches/bench_generators.py benches/bench_files.py}  # one or more, space-separated
+BENCH=${BENCH:-benches/bench_fiber.py benches/bench_portal.py benches/bench_sync_first.py benches/bench_nested_run.py benches/bench_generators.py benches/bench_files.py benches/bench_scale.py}  # one or more, space-separated
 BENCH_ARGS=${BENCH_ARGS:-}      # e.g. --quick
 export RUFF_CACHE_DIR=$CACHE/ruff-cache MYPY_CACHE_DIR=$CACHE/mypy-cache
 
