@@ -285,6 +285,63 @@ def test_a_read_after_the_stream_failed_raises_its_error_again() -> None:
     assert asyncio.run(main()) == ["abc", "peer went away", "peer went away", "calls=2"]
 
 
+class _SubclassedReader(asyncio.StreamReader):
+    """Not the exact class: sync_reader must go through its public read(n)."""
+
+
+@pytest.mark.parametrize("reader_class", [asyncio.StreamReader, _SubclassedReader])
+@pytest.mark.parametrize("ending", ["eof", "error", "error with data buffered"])
+def test_an_asyncio_stream_reader_fed_piece_by_piece(reader_class: type, ending: str) -> None:
+    # sync_reader takes an asyncio StreamReader's buffered bytes directly (one copy);
+    # what it reads, and where the error comes, must be what read(n) gives natively.
+    async def feed(reader: asyncio.StreamReader) -> None:
+        if ending == "error with data buffered":
+            # All of it before the first read: natively the error comes first.
+            reader.feed_data(b"never read")
+            reader.set_exception(ConnectionResetError("peer went away"))
+            return
+        for piece in (b"abc", b"defgh", b"", b"ijklmnopq"):
+            await asyncio.sleep(0)
+            reader.feed_data(piece)
+        await asyncio.sleep(0)
+        if ending == "eof":
+            reader.feed_eof()
+        else:
+            reader.set_exception(ConnectionResetError("peer went away"))
+
+    async def native(reader: asyncio.StreamReader) -> tuple[bytes, str]:
+        got = b""
+        try:
+            while piece := await reader.read(4):
+                got += piece
+        except ConnectionResetError as exc:
+            return got, str(exc)
+        return got, "eof"
+
+    def through_sync_reader(reader: asyncio.StreamReader) -> tuple[bytes, str]:
+        file = anywait.sync_reader(reader, buffer_size=4)
+        got = b""
+        try:
+            while piece := file.read1(4):
+                got += piece
+        except ConnectionResetError as exc:
+            return got, str(exc)
+        return got, "eof"
+
+    async def main(through_anywait: bool) -> tuple[bytes, str]:
+        await anywait.ensure_portal()
+        reader = reader_class()
+        feeding = asyncio.create_task(feed(reader))
+        await asyncio.sleep(0)  # the feeder's first step before the first read
+        result = through_sync_reader(reader) if through_anywait else await native(reader)
+        await feeding
+        return result
+
+    expected = asyncio.run(main(False))
+    assert asyncio.run(main(True)) == expected
+    assert expected[0] == (b"" if ending == "error with data buffered" else b"abcdefghijklmnopq")
+
+
 def test_a_write_to_a_closed_stream_raises_and_drops_nothing_silently() -> None:
     async def main() -> str:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

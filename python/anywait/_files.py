@@ -72,6 +72,7 @@ class _StreamRaw(_OverStream):
         self._pending = b""  # what an async iterator gave beyond the last read
         self._failure: BaseException | None = None
         self._eof = False
+        self._buffered_bytes = _stream_reader_buffer(stream)
         if hasattr(stream, "receive_some"):  # Trio
             self._receive: Callable[[int], bytes] = self._receive_some
         elif hasattr(stream, "read") and callable(stream.read):
@@ -131,6 +132,10 @@ class _StreamRaw(_OverStream):
         if self._eof:
             return 0
         view = memoryview(buffer).cast("B")
+        if self._buffered_bytes is not None:
+            taken = self._take_buffered(view)
+            if taken:
+                return taken
         try:
             data = self._receive(len(view))
         except BaseException as exc:
@@ -142,6 +147,26 @@ class _StreamRaw(_OverStream):
             return 0
         view[: len(data)] = data
         return len(data)
+
+    def _take_buffered(self, view: memoryview) -> int:
+        """Waits, as ``StreamReader.read(n)`` does, then copies what the reader has
+        buffered straight into ``view``: one copy, where ``read(n)`` makes two (a slice,
+        then bytes) before ``readinto`` makes a third. 0 when there is nothing to take:
+        at EOF, or after an error, which ``read(n)`` then reports as for any stream."""
+        buffered = self._buffered_bytes
+        stream = self._stream
+        assert buffered is not None
+        if not buffered and not stream._eof and stream._exception is None:
+            await_(stream._wait_for_data("read"))
+        if stream._exception is not None:
+            return 0
+        count = min(len(view), len(buffered))
+        if count:
+            with memoryview(buffered) as whole, whole[:count] as part:
+                view[:count] = part
+            del buffered[:count]
+            self._stream._maybe_resume_transport()
+        return count
 
     def seekable(self) -> bool:
         return callable(getattr(self._stream, "seek", None)) and callable(
@@ -158,6 +183,26 @@ class _StreamRaw(_OverStream):
         if not self.seekable():
             raise io.UnsupportedOperation("this stream cannot tell its position")
         return int(_maybe_await(self._stream.tell()))
+
+
+def _stream_reader_buffer(stream: Any) -> bytearray | None:
+    """The internal buffer of an asyncio ``StreamReader`` (its exact class, whose
+    ``read`` is known), or None. Reads take from it directly while it holds bytes; an
+    empty buffer, an error or EOF go through ``read(n)`` as for any stream. It relies on
+    ``_buffer``, ``_eof``, ``_exception``, ``_wait_for_data`` and
+    ``_maybe_resume_transport``, which every supported version has; without them this
+    returns None and only ``read(n)`` is used."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None or type(stream) is not asyncio.StreamReader:
+        return None
+    buffer = getattr(stream, "_buffer", None)
+    known = (
+        hasattr(stream, "_exception")
+        and hasattr(stream, "_eof")
+        and callable(getattr(stream, "_wait_for_data", None))
+        and callable(getattr(stream, "_maybe_resume_transport", None))
+    )
+    return buffer if isinstance(buffer, bytearray) and known else None
 
 
 def _close(stream: Any) -> None:

@@ -135,7 +135,15 @@ impl FiberCore {
         let mut core = Self::new(body, None)?;
         core.tag = tag;
         core.linked = true;
+        core.chains_exceptions = true;
         Ok(core)
+    }
+
+    /// Makes the fiber see its resumer's handled exception where it handles none, on
+    /// each resume, as a coroutine's frame sees the one handled by whoever steps it (a
+    /// portal's worker runs task steps so); the rest stays unlinked.
+    pub(crate) fn continue_exception_chain(&mut self) {
+        self.chains_exceptions = true;
     }
 
     /// Whether the fiber is linked to its resumer ([`FiberCore::new_linked`]).

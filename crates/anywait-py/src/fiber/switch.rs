@@ -166,6 +166,9 @@ pub(crate) struct FiberCore {
     /// Set when a trap sink suspended with a trap rather than a value; cleared by
     /// whoever reads it (`relay::take_trapped`).
     pub(super) trapped: bool,
+    /// The fiber's exception chain continues into its resumer's on each resume (linked
+    /// fibers, and those made to by [`FiberCore::continue_exception_chain`]).
+    pub(super) chains_exceptions: bool,
     /// Linked fibers, once started: where their frame chain meets the resumer's.
     pub(super) frames: Option<FrameLink>,
 }
@@ -194,6 +197,7 @@ impl FiberCore {
             relaying: false,
             trap_sink: false,
             trapped: false,
+            chains_exceptions: false,
             frames: None,
         })
     }
@@ -525,7 +529,9 @@ pub(super) unsafe fn switch_into(
     // stack switch happens (no Python API).
     let outer = unsafe { pystate::swap(ts, fiber_state) };
     let mut patched = ptr::null_mut();
-    if linked {
+    // SAFETY: a short read of the live core.
+    let chained = unsafe { (*core).chains_exceptions };
+    if chained {
         // SAFETY: the fiber's state is installed; `outer` stays where it is (a local)
         // until the swap back, after which the link is undone.
         patched = unsafe { pystate::link_exception_chain(ts, &outer) };
@@ -536,11 +542,13 @@ pub(super) unsafe fn switch_into(
     let resumed = unsafe { (*core).engine.as_mut().expect("engine").resume(msg) };
     // SAFETY: as above: back on the resumer's stack, restoring its view.
     let mut fiber_state = unsafe { pystate::swap(ts, outer) };
-    if linked {
+    if chained {
         fiber_state.unlink(link.depth);
         // SAFETY: the resumer's state is installed again; `patched` came from this
         // resume's link.
         unsafe { pystate::restore_exception_chain(ts, patched) };
+    }
+    if linked {
         let finished = matches!(resumed, Resumed::Return(_));
         // SAFETY: as above; the frames were linked for this resume.
         unsafe { unlink_frames(ts, core, &mut fiber_state, finished) };

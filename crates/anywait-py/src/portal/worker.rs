@@ -164,8 +164,12 @@ fn new_worker(py: Python<'_>) -> PyResult<Box<StepWorker>> {
         run: worker_main,
         tag: WORKER,
     };
+    let mut core = FiberCore::new(body, None)?;
+    // The task's step handles an exception (a pure-Python Task wakes up inside
+    // `except`, a step may run in a handler's await): the coroutine sees it natively.
+    core.continue_exception_chain();
     let mut worker = Box::new(StepWorker {
-        core: FiberCore::new(body, None)?,
+        core,
         coro: ptr::null_mut(),
         call: false,
         step_context: ptr::null_mut(),
