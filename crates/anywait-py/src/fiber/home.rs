@@ -32,8 +32,13 @@ const STACK_USABLE_BYTES: usize = 8 * 1024 * 1024;
 /// 2.0-3.2 KiB on 3.11-3.13, asyncio and Trio (benches/bench_portal.py, RSS row).
 const STACK_BASE_SKEW: usize = 3584;
 
-/// Idle stacks kept per thread; more are unmapped when they come back.
-const POOL_CAP: usize = 16;
+/// Idle stacks kept per thread: at least this many, and as many as were lately in use
+/// at once, up to `POOL_MAX_IDLE` (so N tasks in flight at a time stop mapping stacks;
+/// with a cap of 16, 100 at a time mapped and unmapped one per portal lifecycle, about
+/// 12 µs each: benches/soak.py). More are unmapped when they come back.
+const POOL_MIN_IDLE: usize = 16;
+/// The most idle stacks a thread keeps: 2 GiB of address space, a few MiB resident.
+const POOL_MAX_IDLE: usize = 256;
 
 /// Work queued for a home's thread, run there with the GIL held. It owns what it needs
 /// (an orphaned core); if the thread exits first, the work is leaked, never dropped:
@@ -133,13 +138,14 @@ thread_local! {
             has_pending: AtomicBool::new(false),
             python_thread: AtomicU64::new(NO_PYTHON_THREAD),
         }),
-        pool: RefCell::new(StackPool::new(
+        pool: RefCell::new(StackPool::with_limits(
             StackLayout {
                 usable_bytes: STACK_USABLE_BYTES,
                 reserved_bytes: pystate::RESERVED_BYTES,
                 base_skew: STACK_BASE_SKEW,
             },
-            POOL_CAP,
+            POOL_MIN_IDLE,
+            POOL_MAX_IDLE,
         )),
     };
 }
