@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ci.sh - what the Makefile runs. One process per command, so one summary per run:
 #
-#   tools/ci.sh test          lint + test-host + docs + test-chroots + dist (the whole suite; `make test`, .ci/run)
+#   tools/ci.sh test          lint + the fiber crate's tests under valgrind + test-host + docs + test-chroots + dist (the whole suite; `make test`, .ci/run)
 #   tools/ci.sh lint          cargo fmt/clippy, cargo test -p anywait-fiber, ruff check/format, mypy
 #   tools/ci.sh docs          the API reference (docs/api) with Sphinx, warnings as errors
 #   tools/ci.sh test-host     pytest on the pyenv interpreters (PY=3.12.1 picks one)
@@ -10,6 +10,8 @@
 #   tools/ci.sh demo          release build into a venv, run examples/demo.py
 #   tools/ci.sh bench         release build into a venv with the `bench` extra, run $BENCH $BENCH_ARGS
 #   tools/ci.sh bench-chroots the same on Debian's interpreters in their chroots (PY=python3.15)
+#   tools/ci.sh fuzz          the differential fuzzer's long run (tests/fuzz): $FUZZ_N programs per backend
+#   tools/ci.sh valgrind      memcheck over the fiber crate's tests and the fiber and portal suites (tools/valgrind.sh)
 #   tools/ci.sh plot          bench_portal.py (full run + RSS at several task counts), then
 #                             benches/plot.py: the PNGs and their data in docs/performance/
 #   tools/ci.sh clean         delete $ANYWAIT_CACHE and the repository's build output
@@ -23,10 +25,14 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/interpreters.sh"
 # shellcheck source=tools/dist.sh
 source "$(dirname "${BASH_SOURCE[0]}")/dist.sh"
+# shellcheck source=tools/valgrind.sh
+source "$(dirname "${BASH_SOURCE[0]}")/valgrind.sh"
 
 LINT_PY=${LINT_PY:-3.11.7}      # the venv (test extra) that runs ruff and mypy and feeds clippy's PYO3_PYTHON
 BENCH=${BENCH:-benches/bench_fiber.py benches/bench_portal.py benches/bench_sync_first.py benches/bench_nested_run.py benches/bench_generators.py benches/bench_files.py benches/bench_scale.py}  # one or more, space-separated
 BENCH_ARGS=${BENCH_ARGS:-}      # e.g. --quick
+FUZZ_N=${FUZZ_N:-10000}         # programs per backend for `make fuzz` (N=...)
+FUZZ_ARGS=${FUZZ_ARGS:-}        # e.g. --seed 42 --backend trio
 export RUFF_CACHE_DIR=$CACHE/ruff-cache MYPY_CACHE_DIR=$CACHE/mypy-cache
 
 lint() {
@@ -139,6 +145,17 @@ bench() {
   done
 }
 
+# The differential fuzzer's long run, on the host's python3 (or PY) with a release build
+# and the test extra (its backends: asyncio C and pure-Python tasks, uvloop, Trio). It
+# prints the seed and a reduced program of any divergence, and fails on one.
+fuzz() {
+  log "fuzz"
+  release_venv test || { record fuzz 1 "install failed"; return; }
+  # shellcheck disable=SC2086
+  timed "python -m tests.fuzz -n $FUZZ_N $FUZZ_ARGS" in_dir "$ROOT" "$VENV/bin/python" -X dev -m tests.fuzz -n "$FUZZ_N" $FUZZ_ARGS
+  record fuzz $?
+}
+
 # The benchmarks on Debian's interpreters (PY=python3.15 picks one): a release build staged
 # in its chroot, each $BENCH run there with the peers the chroot has (Debian's greenlet).
 bench_chroots() {
@@ -198,12 +215,16 @@ lock_cache() { # one run at a time per cache (venvs, wheels and target dirs are 
   flock -n 8 || { echo "waiting for another run using $CACHE"; flock -w 3600 8 || exit 1; }
 }
 
+# The commands run from one function, called on the last line: bash reads a script as it
+# runs it, so an edit to this file during a run would otherwise change what the rest of
+# that run does; a function is read whole before it runs.
+main() {
 trap cleanup_mounts EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 cmd=${1:-help}
 case $cmd in
-  test) lock_cache; lint; timed "fetch peers' wheels" fetch_peers; record peers $?; run_host; docs; run_chroots; dist ;;
+  test) lock_cache; lint; valgrind_quick; timed "fetch peers' wheels" fetch_peers; record peers $?; run_host; docs; run_chroots; dist ;;
   lint) lock_cache; lint ;;
   test-host) lock_cache; fetch_peers; run_host ;;
   test-chroots) lock_cache; fetch_peers; run_chroots ;;
@@ -212,10 +233,14 @@ case $cmd in
   demo) lock_cache; demo ;;
   bench) lock_cache; bench ;;
   bench-chroots) lock_cache; bench_chroots ;;
+  fuzz) lock_cache; fuzz ;;
   plot) lock_cache; plot ;;
+  valgrind) lock_cache; valgrind_run ;;
   clean) lock_cache; clean; exit 0 ;;
   distclean) lock_cache; clean; bash "$ROOT/tools/interpreters.sh" clean; exit $? ;;
   *) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
 esac
 [ "$cmd" = demo ] && [ "$FAIL" -eq 0 ] && [ "$SKIP" -eq 0 ] && exit 0   # keep the demo's output last
 summary
+}
+main "$@"
