@@ -172,23 +172,13 @@ def test_sys_monitoring_reports_lines_executed_inside_a_fiber(
     assert sorted(set(lines)) == [1, 2, 3, 4]
 
 
-# Known limitation (3.12+): CPython re-instruments code for tracing, profiling and
-# sys.monitoring only in the frames on each thread's current frame chain; the frames of a
-# suspended fiber are on none, so a tool turned on while a fiber is suspended misses that
-# fiber's resumed frames, and turning one off leaves them running stale instrumentation
-# (which debug builds of 3.13+ catch with an assertion). Frames the fiber enters later
-# are instrumented normally. CPython exports no way to re-instrument a code object; the
-# fix (re-instrument on resume when the monitoring version changed) is future work.
-_STALE_INSTRUMENTATION = pytest.mark.xfail(
-    sys.version_info >= (3, 12),
-    reason="3.12+: tools turned on while a fiber is suspended miss its resumed frames",
-    strict=True,
-)
-_STALE_INSTRUMENTATION_DEBUG_ABORT = pytest.mark.xfail(
-    sys.version_info >= (3, 13) and hasattr(sys, "gettotalrefcount"),
-    reason="3.13+ debug builds assert on a resumed frame's stale instrumentation",
-    strict=True,
-)
+# Since 3.12 CPython re-instruments code for tracing, profiling and sys.monitoring in
+# the frames on each thread's current frame chain when tools change; a suspended fiber's
+# frames are on none, so anywait re-instruments them when the fiber resumes in a later
+# monitoring epoch (pystate/monitoring.rs), and the thread's own frames when a fiber that
+# changed tools switches back. Without that, a tool turned on while a fiber is suspended
+# missed its resumed frames, and one turned off left them running stale instrumentation
+# (which debug builds of 3.13+ catch with an assertion).
 
 
 def _toggled(run_scenario: Callable[..., Any], case: str) -> list[Any]:
@@ -206,14 +196,12 @@ def test_a_trace_function_set_while_a_fiber_is_suspended_sees_its_later_calls(
     assert ["line", "helper"] in events
 
 
-@_STALE_INSTRUMENTATION_DEBUG_ABORT
 def test_a_trace_function_removed_while_a_fiber_is_suspended_sees_nothing_more(
     run_scenario: Callable[..., Any],
 ) -> None:
     assert _toggled(run_scenario, "trace_removed_while_suspended") == []
 
 
-@_STALE_INSTRUMENTATION
 def test_a_profile_function_set_while_a_fiber_is_suspended_sees_its_frame_return(
     run_scenario: Callable[..., Any],
 ) -> None:
@@ -224,14 +212,12 @@ def test_a_profile_function_set_while_a_fiber_is_suspended_sees_its_frame_return
     assert ["return", "body"] in events
 
 
-@_STALE_INSTRUMENTATION_DEBUG_ABORT
 def test_a_profile_function_removed_while_a_fiber_is_suspended_sees_nothing_more(
     run_scenario: Callable[..., Any],
 ) -> None:
     assert _toggled(run_scenario, "profile_removed_while_suspended") == []
 
 
-@_STALE_INSTRUMENTATION
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is new in 3.12")
 def test_sys_monitoring_enabled_while_a_fiber_is_suspended_sees_its_resumed_frame(
     run_scenario: Callable[..., Any],
@@ -242,12 +228,43 @@ def test_sys_monitoring_enabled_while_a_fiber_is_suspended_sees_its_resumed_fram
     assert sorted(set(lines)) == [3, 4]
 
 
-@_STALE_INSTRUMENTATION_DEBUG_ABORT
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is new in 3.12")
 def test_sys_monitoring_disabled_while_a_fiber_is_suspended_reports_nothing_more(
     run_scenario: Callable[..., Any],
 ) -> None:
     assert _toggled(run_scenario, "monitoring_disabled_while_suspended") == []
+
+
+def test_a_profile_function_set_inside_a_fiber_sees_the_resumers_frame_return(
+    run_scenario: Callable[..., Any],
+) -> None:
+    # The resumer's frames (the thread's own stack) were off every frame chain while
+    # the fiber ran; natively a caller of the code that calls setprofile() reports its
+    # return.
+    events = _toggled(run_scenario, "profile_set_inside_a_fiber")
+    assert ["call", "helper"] in events
+    assert ["return", "resumer"] in events
+
+
+def test_a_profile_function_removed_inside_a_fiber_leaves_the_resumer_untraced(
+    run_scenario: Callable[..., Any],
+) -> None:
+    assert _toggled(run_scenario, "profile_removed_inside_a_fiber") == []
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is new in 3.12")
+def test_sys_monitoring_enabled_inside_a_fiber_sees_the_resumers_later_lines(
+    run_scenario: Callable[..., Any],
+) -> None:
+    lines = _toggled(run_scenario, "monitoring_enabled_inside_a_fiber")
+    assert sorted(set(lines)) == [3, 4]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is new in 3.12")
+def test_sys_monitoring_disabled_inside_a_fiber_reports_nothing_more_of_the_resumer(
+    run_scenario: Callable[..., Any],
+) -> None:
+    assert _toggled(run_scenario, "monitoring_disabled_inside_a_fiber") == []
 
 
 def _coverage_cores() -> list[Any]:

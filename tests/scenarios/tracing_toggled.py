@@ -73,9 +73,8 @@ def profile_removed_while_suspended():
     finish(fiber)
 
 
-def _monitor_lines():
+def _monitor_lines(code=body.__code__):
     monitoring = sys.monitoring
-    code = body.__code__
     monitoring.use_tool_id(3, "anywait-tests")
 
     def on_line(event_code, line):
@@ -103,9 +102,48 @@ def monitoring_disabled_while_suspended():
     finish(fiber)
 
 
+# The other way round: a tool changed inside a fiber, while the thread's own frames (the
+# resumer's) are off every chain; they go on after the fiber suspends.
+
+
+def resumer(toggle):
+    fiber = Fiber(lambda: (toggle(), suspend()))
+    fiber.switch()
+    total = helper()  # line 3 of resumer: runs after the switch back
+    return total + 1  # line 4
+
+
+def profile_set_inside_a_fiber():
+    resumer(lambda: sys.setprofile(record))
+    sys.setprofile(None)
+
+
+def profile_removed_inside_a_fiber():
+    sys.setprofile(record)
+    resumer(lambda: sys.setprofile(None))
+    events.clear()
+    resumer(lambda: None)
+
+
+def monitoring_enabled_inside_a_fiber():
+    monitoring = _monitor_lines(resumer.__code__)
+    resumer(lambda: monitoring.set_events(3, monitoring.events.LINE))
+    monitoring.set_events(3, 0)
+
+
+def monitoring_disabled_inside_a_fiber():
+    monitoring = _monitor_lines(resumer.__code__)
+    monitoring.set_events(3, monitoring.events.LINE)
+    resumer(lambda: (monitoring.set_events(3, 0), events.clear()))
+
+
 CASES = {
     f.__name__: f
     for f in [
+        profile_set_inside_a_fiber,
+        profile_removed_inside_a_fiber,
+        monitoring_enabled_inside_a_fiber,
+        monitoring_disabled_inside_a_fiber,
         trace_set_while_suspended,
         trace_removed_while_suspended,
         profile_set_while_suspended,

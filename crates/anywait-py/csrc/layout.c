@@ -10,9 +10,16 @@
 #include <Python.h>
 #include <stddef.h>
 
-/* _PyInterpreterFrame (for `previous`) is internal in every version. */
+/* _PyInterpreterFrame (for `previous`) is internal in every version; so is the
+ * interpreter state (3.12+: its instrumentation version). */
 #define Py_BUILD_CORE 1
+/* 3.12's public objimpl.h makes this a macro for extensions; its internal pycore_gc.h
+ * defines the function itself. */
+#undef _PyGC_FINALIZED
 #include "internal/pycore_frame.h"
+#if PY_VERSION_HEX >= 0x030C0000
+#  include "internal/pycore_interp.h"
+#endif
 
 #if PY_VERSION_HEX >= 0x030D0000
 /* 3.13+ publish their real layout for debuggers in _PyRuntime.debug_offsets; anywait
@@ -73,6 +80,8 @@ struct anywait_layout {
     anywait_field chunk_top;
     anywait_field chunk_data;
     anywait_field frame_previous;
+    anywait_field tstate_interp;
+    anywait_field interp_monitoring_version;
     long c_recursion_limit;
     long stack_margin_bytes;
     /* Offsets inside _PyRuntime of the debug-offset entries (-1 before 3.13); each
@@ -182,6 +191,14 @@ const struct anywait_layout anywait_layout = {
     .chunk_top = FIELD(_PyStackChunk, top),
     .chunk_data = FIELD(_PyStackChunk, data),
     .frame_previous = FIELD(_PyInterpreterFrame, previous),
+    .tstate_interp = FIELD(PyThreadState, interp),
+#if PY_VERSION_HEX >= 0x030D0000
+    .interp_monitoring_version = FIELD(PyInterpreterState, ceval.instrumentation_version),
+#elif PY_VERSION_HEX >= 0x030C0000
+    .interp_monitoring_version = FIELD(PyInterpreterState, monitoring_version),
+#else
+    .interp_monitoring_version = ABSENT,
+#endif
 #if PY_VERSION_HEX >= 0x030D0000 && PY_VERSION_HEX < 0x030E0000
     .c_recursion_limit = Py_C_RECURSION_LIMIT,
 #elif PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000

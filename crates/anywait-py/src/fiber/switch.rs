@@ -169,6 +169,9 @@ pub(crate) struct FiberCore {
     /// The fiber's exception chain continues into its resumer's on each resume (linked
     /// fibers, and those made to by [`FiberCore::continue_exception_chain`]).
     pub(super) chains_exceptions: bool,
+    /// Set when the fiber is resumed under a later instrumentation version than it ran:
+    /// it re-instruments its frames' code as soon as it is running (`suspend_running`).
+    pub(super) stale_instrumentation: bool,
     /// Linked fibers, once started: where their frame chain meets the resumer's.
     pub(super) frames: Option<FrameLink>,
 }
@@ -198,6 +201,7 @@ impl FiberCore {
             trap_sink: false,
             trapped: false,
             chains_exceptions: false,
+            stale_instrumentation: false,
             frames: None,
         })
     }
@@ -520,6 +524,12 @@ pub(super) unsafe fn switch_into(
             .take()
             .expect("suspended fiber without a snapshot")
     };
+    // SAFETY: this thread's state, GIL held; no Python API.
+    let version = unsafe { pystate::monitoring::version(ts) };
+    if fiber_state.version() != version && fiber_state.has_frames() {
+        // SAFETY: live core, not running yet.
+        unsafe { (*core).stale_instrumentation = true };
+    }
     if linked {
         // SAFETY: the resumer's state is installed; `fiber_state` is this core's.
         unsafe { link_frames(ts, core, &mut fiber_state) };
@@ -564,6 +574,14 @@ pub(super) unsafe fn switch_into(
     // now that the switch is complete (its deallocation may run Python code).
     // SAFETY: an owned reference or null; GIL held.
     unsafe { ffi::Py_XDECREF(link.released_context) };
+    // SAFETY: this thread's state, GIL held.
+    let version_now = unsafe { pystate::monitoring::version(ts) };
+    fiber_state.set_version(version_now);
+    if version_now != version {
+        // Tools changed while the fiber ran: the resumer's frames, off every chain
+        // meanwhile, have the old instrumentation.
+        pystate::monitoring::refresh(py);
+    }
     match resumed {
         Resumed::Yield(value) => {
             c.status = Status::Suspended;
@@ -625,7 +643,13 @@ pub(crate) unsafe fn suspend_running(core: *mut FiberCore, msg: Wire) -> Wire {
     // SAFETY: a running core's yielder was set by its body on entry and lives on its
     // stack until the body returns, which cannot happen while we are inside it.
     let yielder = unsafe { &*(*core).yielder };
-    yielder.suspend(msg)
+    let msg = yielder.suspend(msg);
+    // SAFETY: running again: the core is live and this fiber's.
+    if unsafe { std::mem::take(&mut (*core).stale_instrumentation) } {
+        // SAFETY: a resumed fiber runs with the GIL held.
+        pystate::monitoring::refresh(unsafe { Python::assume_attached() });
+    }
+    msg
 }
 
 fn thread_state() -> *mut ffi::PyThreadState {

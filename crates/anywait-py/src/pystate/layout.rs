@@ -77,6 +77,8 @@ pub(crate) struct RawLayout {
     pub chunk_top: Field,
     pub chunk_data: Field,
     pub frame_previous: Field,
+    pub tstate_interp: Field,
+    pub interp_monitoring_version: Field,
     pub c_recursion_limit: c_long,
     pub stack_margin_bytes: c_long,
     pub debug_version: c_long,
@@ -223,6 +225,7 @@ pub(crate) fn verify() -> Result<(), String> {
         ("chunk_top", l.chunk_top, ptr),
         ("chunk_data", l.chunk_data, ptr),
         ("frame_previous", l.frame_previous, ptr),
+        ("tstate_interp", l.tstate_interp, ptr),
     ];
     #[cfg(not(Py_3_13))]
     checks.extend([
@@ -236,6 +239,8 @@ pub(crate) fn verify() -> Result<(), String> {
     checks.push(("cframe_use_tracing", l.cframe_use_tracing, 1));
     #[cfg(all(Py_3_12, not(Py_3_14)))]
     checks.push(("c_recursion_remaining", l.c_recursion_remaining, int));
+    #[cfg(Py_3_12)]
+    checks.push(("interp_monitoring_version", l.interp_monitoring_version, 8));
     #[cfg(Py_3_13)]
     checks.extend([
         ("current_frame", l.current_frame, ptr),

@@ -22,6 +22,7 @@
 
 mod frame_link;
 pub(crate) mod layout;
+pub(crate) mod monitoring;
 
 pub(crate) use frame_link::FrameLink;
 
@@ -87,6 +88,9 @@ pub(crate) struct Snapshot {
     /// so that a reset made on a fiber keeps the fiber's bounds.
     #[cfg(Py_3_15)]
     c_stack_init: [usize; 2],
+    /// The instrumentation version this stack last ran under (`monitoring`), set by
+    /// whoever switches away from it; not part of the thread state.
+    version: monitoring::Version,
 }
 
 #[inline(always)]
@@ -196,7 +200,39 @@ impl Snapshot {
             c_stack: c_stack_bounds(stack.usable_bottom, stack.base),
             #[cfg(Py_3_15)]
             c_stack_init: [stack.usable_bottom, stack.base],
+            version: 0,
         }
+    }
+
+    /// The instrumentation version the stack last ran under.
+    pub(crate) fn version(&self) -> monitoring::Version {
+        self.version
+    }
+
+    /// Records the instrumentation version the stack stopped running under.
+    pub(crate) fn set_version(&mut self, version: monitoring::Version) {
+        self.version = version;
+    }
+
+    /// Whether the stack has Python frames of its own (whose code may need
+    /// re-instrumenting when it runs again).
+    pub(crate) fn has_frames(&self) -> bool {
+        #[cfg(not(Py_3_13))]
+        // SAFETY: a saved stack's innermost C frame is live (on that stack, or its root
+        // C frame in the reserved area).
+        let top: *mut u8 = unsafe { *layout().cframe_current_frame.of(self.cframe) };
+        #[cfg(Py_3_13)]
+        let top = self.current_frame;
+        // 3.15: a chain with no frame of its own is the thread's base frame.
+        #[cfg(Py_3_15)]
+        let none: *mut u8 = {
+            // SAFETY: no preconditions; the caller holds the GIL on this thread.
+            let ts = unsafe { ffi::compat::PyThreadState_GetUnchecked() };
+            get!(ts, base_frame)
+        };
+        #[cfg(not(Py_3_15))]
+        let none: *mut u8 = ptr::null_mut();
+        !top.is_null() && top != none
     }
 
     /// Puts `context` (owned) in place of the snapshot's context, returning the old one
@@ -312,6 +348,7 @@ pub(crate) unsafe fn swap(ts: *mut ffi::PyThreadState, install: Snapshot) -> Sna
         ],
         #[cfg(Py_3_15)]
         c_stack_init: [get!(ts, c_stack_init_base), get!(ts, c_stack_init_top)],
+        version: 0, // recorded by the caller (`set_version`)
     };
 
     set!(ts, context, install.context);
