@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import warnings
 from typing import Any
+
+
+def _default_ctrl_c() -> None:
+    """In the child before it execs: Ctrl-C's default disposition. A test run started as
+    a background job of a shell inherits SIGINT ignored, which the REPL would inherit
+    too, and a person at a terminal never has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def spawn_repl(pexpect: Any, env: dict[str, str], **options: Any) -> Any:
@@ -23,5 +31,10 @@ def spawn_repl(pexpect: Any, env: dict[str, str], **options: Any) -> Any:
             category=DeprecationWarning,
         )
         return pexpect.spawn(
-            sys.executable, ["-m", "anywait"], env=env, encoding="utf-8", **options
+            sys.executable,
+            ["-m", "anywait"],
+            env=env,
+            encoding="utf-8",
+            preexec_fn=_default_ctrl_c,
+            **options,
         )

@@ -8,6 +8,10 @@ import sys
 
 import anywait
 
+# A test run started as a background job of a shell inherits SIGINT ignored; Ctrl-C
+# here must be what it is at a terminal, for both twins.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 async def interrupted():
     signal.raise_signal(signal.SIGINT)

@@ -11,6 +11,10 @@ import time
 import anywait
 import trio
 
+# A test run started as a background job of a shell inherits SIGINT ignored; Ctrl-C
+# here must be what it is at a terminal, for both twins.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 async def interrupted():
     threading.Timer(0.1, signal.raise_signal, (signal.SIGINT,)).start()
