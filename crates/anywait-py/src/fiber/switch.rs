@@ -577,12 +577,7 @@ pub(super) unsafe fn switch_into(
     // SAFETY: this thread's state, GIL held.
     let version_now = unsafe { pystate::monitoring::version(ts) };
     fiber_state.set_version(version_now);
-    if version_now != version {
-        // Tools changed while the fiber ran: the resumer's frames, off every chain
-        // meanwhile, have the old instrumentation.
-        pystate::monitoring::refresh(py);
-    }
-    match resumed {
+    let out = match resumed {
         Resumed::Yield(value) => {
             c.status = Status::Suspended;
             c.snapshot = Some(fiber_state);
@@ -600,10 +595,16 @@ pub(super) unsafe fn switch_into(
             unsafe { fiber_state.release_references() };
             let engine = c.engine.take().expect("engine");
             home::give_stack(engine.into_stack());
-            let _ = py;
             result
         }
+    };
+    if version_now != version {
+        // Tools changed while the fiber ran: the resumer's frames, off every chain
+        // meanwhile, have the old instrumentation. (Python code runs here: the core's
+        // state is complete again.)
+        pystate::monitoring::refresh(py);
     }
+    out
 }
 
 /// Suspends the innermost running fiber, handing `value` to its resumer; returns what

@@ -116,6 +116,11 @@ impl AsyncGenStep {
         let Some(agen) = (unsafe { (*me.agen.get()).take() }) else {
             return;
         };
+        // A step that ended before its first resume still holds its message: a done
+        // step holds nothing (the spare is not traversed by the collector).
+        // SAFETY: GIL held; as above.
+        let first = unsafe { (*me.first.get()).take() };
+        drop(first.map(|f| f.into_bound(slf.py())));
         // SAFETY: GIL held; as in `next_of`.
         let spare = unsafe { &mut *agen.get().spare.get() };
         if spare.is_none() {
