@@ -132,11 +132,11 @@ class _StreamRaw(_OverStream):
         if self._eof:
             return 0
         view = memoryview(buffer).cast("B")
-        if self._buffered_bytes is not None:
-            taken = self._take_buffered(view)
-            if taken:
-                return taken
         try:
+            if self._buffered_bytes is not None:
+                taken = self._take_buffered(view)
+                if taken:
+                    return taken
             data = self._receive(len(view))
         except BaseException as exc:
             if isinstance(exc, Exception):
