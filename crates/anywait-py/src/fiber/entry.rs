@@ -23,7 +23,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use super::pyfiber::PyFiber;
-use super::switch;
+use super::suspend;
 use crate::fatal::fatal;
 
 /// A `PyMethodDef` that may live in a static (CPython reads it, never writes it).
@@ -179,7 +179,7 @@ unsafe extern "C" fn suspend_entry(
         with_value_arg(c"suspend", args, nargsf, kwnames, |_py, value| {
             // Refuses where the innermost fiber is not a user Fiber (a portal's step
             // worker, say), with the same words as outside any fiber.
-            switch::suspend(value)
+            suspend::suspend(value)
         })
     }
 }

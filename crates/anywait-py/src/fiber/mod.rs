@@ -2,7 +2,7 @@
 //! thread that made them.
 //!
 //! Owns: the [`FiberCore`] (a native fiber plus the interpreter state of the code on
-//! it) and the switch ([`switch`]); what crosses a switch ([`wire`]); thread ownership,
+//! it) and the switch ([`switch`], and its fiber side, [`suspend`]); what crosses a switch ([`wire`]); thread ownership,
 //! the per-thread stack pool and fork ([`home`]); how a fiber that nobody resumes ends
 //! ([`lifetime`]); the `anywait.lowlevel.Fiber` class ([`pyfiber`]) and its fast entry
 //! points ([`entry`]); PEP 442 finalizers for our classes ([`finalizer`]).
@@ -24,10 +24,10 @@ pub(crate) mod lifetime;
 pub(crate) mod linked;
 pub(crate) mod pyfiber;
 pub(crate) mod relay;
+pub(crate) mod suspend;
 pub(crate) mod switch;
 pub(crate) mod wire;
 
-pub(crate) use switch::{
-    current, resume, resume_wire, suspend_running, Body, FiberCore, Status, Tag,
-};
+pub(crate) use suspend::suspend_running;
+pub(crate) use switch::{current, resume, resume_wire, Body, FiberCore, Status, Tag};
 pub(crate) use wire::{error_from, Msg, Wire};

@@ -24,7 +24,8 @@ use std::sync::OnceLock;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use super::switch::{suspend_running, switch_into, FiberCore};
+use super::suspend::suspend_running;
+use super::switch::{switch_into, FiberCore};
 use super::wire::Wire;
 
 /// Hands a trap relayed from a nested fiber on to the event loop (see the module
