@@ -9,6 +9,8 @@ output. The exit code is 1 if anything diverged or crashed.
 
 ``--inject KIND`` makes the anywait twin drop its first event of that kind (``finally``,
 ``caught``, ...): a run that must fail, to show that the comparison catches a divergence.
+``--with-greenlet`` imports greenlet in every child first, so that anywait's steps run
+through its greenlet bridge (as in a program that uses SQLAlchemy's asyncio layer).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from .runner import BACKENDS, check, reduce  # noqa: E402
 #: What the child prints before each program, so that the parent can name a crash's seed.
 STARTING = "starting "
 DIVERGED = "diverged "
+#: Options every child gets (``--with-greenlet``).
+CHILD_OPTIONS: list[str] = []
 
 
 def run_batch(backend: str, first: int, count: int, inject: str | None, limit: int) -> int:
@@ -63,7 +67,7 @@ def _child_command(
     command += ["--seed", str(first), "-n", str(count), "--max-failures", str(limit)]
     if inject:
         command += ["--inject", inject]
-    return command
+    return command + CHILD_OPTIONS
 
 
 def run_in_children(
@@ -127,8 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2000, help="programs per child")
     parser.add_argument("--inject", default=None, help="drop the anywait twin's first event")
     parser.add_argument("--max-failures", type=int, default=5, help="stop after this many")
+    parser.add_argument(
+        "--with-greenlet", action="store_true", help="import greenlet first, in every child"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.with_greenlet:
+        import greenlet  # noqa: F401  (anywait bridges its steps once greenlet is loaded)
+
+        CHILD_OPTIONS.append("--with-greenlet")
     first = random.randrange(10**9) if args.seed is None else args.seed
     if args.child:
         (backend,) = args.backend
