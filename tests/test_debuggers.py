@@ -223,6 +223,14 @@ _TASK_FRAME_HAS_NO_CALLER = pytest.mark.xfail(
     reason="under a portal the task's coroutine frame has no f_back: pdb shows no loop "
     "frames below it, and takes it for its bottom frame",
 )
+# 3.14's bdb no longer stops at a StopIteration below a coroutine bottom frame, so there
+# the missing caller shows only in `where`.
+_BOTTOM_FRAME_STOPS_AT_STOPITERATION = pytest.mark.xfail(
+    sys.version_info < (3, 14),
+    strict=True,
+    reason="under a portal the task's coroutine frame has no f_back: pdb takes it for "
+    "its bottom frame, and before 3.14 bdb stops at every StopIteration below one",
+)
 
 
 @_TASK_FRAME_HAS_NO_CALLER
@@ -279,7 +287,7 @@ def test_pdb_stops_at_a_breakpoint_in_sync_code_that_was_waiting_when_pdb_starte
     assert stops == native
 
 
-@_TASK_FRAME_HAS_NO_CALLER
+@_BOTTOM_FRAME_STOPS_AT_STOPITERATION
 @pytest.mark.parametrize("backend", PDB_BACKENDS)
 def test_pdb_continue_with_a_breakpoint_set_stops_only_at_the_breakpoint(backend: str) -> None:
     # pdb's bottom frame is the task's coroutine under a portal, and bdb stops at every
