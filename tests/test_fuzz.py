@@ -121,29 +121,16 @@ def test_with_portal_run_in_a_stackful_generator_sees_the_handled_exception(
     assert divergence is None, divergence.report() if divergence else ""
 
 
-@pytest.mark.parametrize(
-    "greenlet",
-    [
-        "plain",
-        pytest.param(
-            "greenlet",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="with greenlet imported a step runs in a runner greenlet, whose "
-                "exception state greenlet keeps apart (it does not continue into the "
-                "worker's chain): the step reads None",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("greenlet", ["plain", "greenlet"])
 def test_a_portal_step_sees_the_exception_its_pure_python_task_is_handling(
     run_scenario: Any, greenlet: str
 ) -> None:
     """The pure-Python Task runs a step from inside ``except BaseException`` when the
     future it awaited failed, so natively the coroutine reads that exception from
     ``sys.exc_info()``; so must a step run through a portal (fixed by chaining a
-    portal worker's exceptions into its resumer's). In a child process: whether
-    greenlet is imported decides how steps run."""
+    portal worker's exceptions into its resumer's, and, with greenlet imported, the
+    bridge's runner greenlet's into the worker's). In a child process: whether greenlet
+    is imported decides how steps run."""
     if greenlet == "greenlet":
         pytest.importorskip("greenlet")
     result = run_scenario("pytask_exc_info", greenlet)

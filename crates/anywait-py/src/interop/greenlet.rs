@@ -86,6 +86,10 @@ pub(crate) struct Bridge {
     /// For an unbridged step with greenlet loaded: the greenlet current when the worker
     /// was last resumed (a trap may hand control back only from that greenlet).
     resumed_in: Option<Py<PyAny>>,
+    /// During a bridged step: what the worker's base exception item continues into (its
+    /// resumer's chain) at the latest switch into the runner, which continues its own
+    /// into it while it runs (see [`chain_runner_exceptions`]).
+    resumer_exceptions: *mut u8,
 }
 
 impl Bridge {
@@ -94,6 +98,7 @@ impl Bridge {
             runner: None,
             loop_greenlet: None,
             resumed_in: None,
+            resumer_exceptions: ptr::null_mut(),
         }
     }
 
@@ -221,6 +226,7 @@ fn bridged_step(
     let job = (coro, pack(py, msg)?, context, call)
         .into_pyobject(py)?
         .into_any();
+    note_resumer_exceptions(bridge);
     let mut reply = api.switch(&runner, job);
     let result = loop {
         let parts = reply.and_then(|r| {
@@ -253,12 +259,56 @@ fn bridged_step(
         // A trap from `await_` in `sender`: forward it to the loop as an unbridged step
         // would, with the loop's greenlet current, then hand the answer back.
         let answer = (host().forward_trap)(py, payload.unbind());
+        note_resumer_exceptions(bridge);
         reply = pack(py, answer).and_then(|answer| api.switch(&sender, answer));
     };
     // SAFETY: as above.
     let loop_greenlet = unsafe { (*bridge).loop_greenlet.take() };
     drop(loop_greenlet.map(|g| g.into_bound(py)));
     result
+}
+
+/// Worker side, before a switch into the step's greenlets: remembers what the worker's
+/// exception chain continues into now (its resumer's, for this resume).
+fn note_resumer_exceptions(bridge: *mut Bridge) {
+    // SAFETY: this thread's state (GIL held by the caller); a short access to the
+    // running worker's bridge.
+    unsafe {
+        let ts = ffi::compat::PyThreadState_GetUnchecked();
+        (*bridge).resumer_exceptions = crate::pystate::base_exception_continues_in(ts);
+    }
+}
+
+/// Runner side, `on` when it starts running (a step, or an answer to its trap) and off
+/// before it switches away: the runner runs as part of the worker, so its exception
+/// chain continues into the worker's resumer's, as an unbridged step's does (greenlet
+/// keeps each greenlet's base exception item apart). Only the runner's: a user's
+/// greenlet keeps greenlet's own rule.
+fn chain_runner_exceptions(py: Python<'_>, bridge: *mut Bridge, on: bool) {
+    // SAFETY: a short read of the running worker's bridge (null: none).
+    let Some(b) = (unsafe { bridge.as_ref() }) else {
+        return;
+    };
+    let is_runner = b.runner.as_ref().is_some_and(|runner| {
+        api(py)
+            .and_then(|api| api.current(py).ok())
+            .is_some_and(|current| current.is(runner.bind(py)))
+    });
+    if !is_runner {
+        return;
+    }
+    let item = if on {
+        b.resumer_exceptions
+    } else {
+        ptr::null_mut()
+    };
+    // SAFETY: this thread's state, the runner's installed; the item is the live
+    // resumer's chain for this resume of the worker, and is unset before the runner
+    // switches away.
+    unsafe {
+        let ts = ffi::compat::PyThreadState_GetUnchecked();
+        crate::pystate::continue_base_exception_in(ts, item);
+    }
 }
 
 /// Called before a worker is resumed: for a step that is not bridged (greenlet not
@@ -356,7 +406,9 @@ fn forward_bridged(py: Python<'_>, bridge: *mut Bridge, trap: Bound<'_, PyAny>) 
     let message = api
         .current(py)
         .and_then(|sender| Ok((TRAP, trap, sender).into_pyobject(py)?.into_any()));
+    chain_runner_exceptions(py, bridge, false);
     let reply = message.and_then(|m| api.switch(&loop_greenlet, m));
+    chain_runner_exceptions(py, bridge, true);
     Wire::from_msg(py, reply.and_then(|packed| unpack(&packed)))
 }
 
@@ -384,6 +436,7 @@ fn _greenlet_runner(py: Python<'_>, job: Bound<'_, PyAny>) -> PyResult<()> {
         let old = unsafe { crate::pystate::replace_live_context(context) };
         // SAFETY: as above.
         unsafe { ffi::Py_XDECREF(old) };
+        chain_runner_exceptions(py, (host().current_bridge)(), true);
         let (end, result) = (host().run_step)(py, &coro, call, unpack(&packed));
         drop(coro);
         let code: u8 = match end {
@@ -405,6 +458,7 @@ fn _greenlet_runner(py: Python<'_>, job: Bound<'_, PyAny>) -> PyResult<()> {
             .into_pyobject(py)?
             .into_any();
         let api = api(py).ok_or_else(|| PyRuntimeError::new_err("greenlet is not loaded"))?;
+        chain_runner_exceptions(py, bridge, false);
         job = api.switch(&loop_greenlet, done)?;
     }
 }

@@ -475,6 +475,31 @@ pub(crate) unsafe fn restore_exception_chain(ts: *mut ffi::PyThreadState, patche
     }
 }
 
+/// The item the thread state's base exception item continues into (its
+/// `previous_item`): null for a stack whose chain is its own, or, while a fiber whose
+/// chain continues into its resumer's runs, the resumer's chain ([`link_exception_chain`]).
+///
+/// # Safety
+/// `ts` is the current thread's state; GIL held.
+pub(crate) unsafe fn base_exception_continues_in(ts: *mut ffi::PyThreadState) -> *mut u8 {
+    let item: [*mut u8; 2] = get!(ts, exc_state);
+    item[1]
+}
+
+/// Makes the thread state's base exception item continue into `item` (an item of a
+/// live chain, or null): for a greenlet of anywait's own that runs as part of the
+/// fiber it was switched to from (`interop::greenlet`), whose base item greenlet keeps
+/// apart.
+///
+/// # Safety
+/// `ts` is the current thread's state; GIL held; `item` stays live until it is set
+/// back to null, before the running code's stack is switched away from.
+pub(crate) unsafe fn continue_base_exception_in(ts: *mut ffi::PyThreadState, item: *mut u8) {
+    let mut base: [*mut u8; 2] = get!(ts, exc_state);
+    base[1] = item;
+    set!(ts, exc_state, base);
+}
+
 /// The Python recursion depth of the code running on this thread.
 ///
 /// # Safety
