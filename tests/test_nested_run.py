@@ -154,7 +154,9 @@ async def inside_wait(nest: Any, log: list[Any]) -> Any:
 
 async def wait_for_times_out(nest: Any, log: list[Any]) -> Any:
     async def times_out() -> None:
-        await asyncio.wait_for(asyncio.sleep(10), 0.01)
+        # Long enough for the ticker's 30 turns of the loop on a debug build with
+        # asyncio's debug mode on a loaded machine (at 0.01 s, 3.15d's timed out first).
+        await asyncio.wait_for(asyncio.sleep(10), 0.5)
 
     return await nest(times_out())
 
