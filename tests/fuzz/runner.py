@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import anywait
-from portal_harness import current_asyncio_task, family
+from portal_harness import current_asyncio_task, family, run
 
 from . import program as p
 from .render import render
@@ -166,10 +166,6 @@ def _leaves(group: BaseExceptionGroup[Any]) -> Iterator[BaseException]:
             yield exc
 
 
-def _pytask_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
-    return asyncio.tasks._PyTask(coro, loop=loop, **kwargs)  # type: ignore[attr-defined]
-
-
 def _outcome(h: Harness, exc: BaseException) -> None:
     h.log("outcome", "raised", type(exc).__name__, h.args(exc), h.tb(exc))
 
@@ -232,15 +228,7 @@ def _run_asyncio(
         except Exception as exc:
             _outcome(h, exc)
 
-    loop_factory = None
-    if backend == "uvloop":
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        if backend == "asyncio-pytask":
-            runner.get_loop().set_task_factory(_pytask_factory)
-        runner.run(top())
+    run(backend, top)  # the suite's own loop set-up for each asyncio backend
 
 
 def _run_trio(h: Harness, program: p.Program, root: Callable[[], Awaitable[Any]]) -> None:
