@@ -91,7 +91,10 @@ _wheel_foreign() { # suite interpreter tools config sdist : maturin in the build
   [ -f "$5" ] || { echo "no sdist to build from"; return 1; }
   stage_sysroot "$suite" "$interp" && cp "$4" "$broot$sysroot/pyo3-config.txt" || return 1
   rm -rf "${broot:?}$src" "${broot:?}$out" && mkdir -p "$broot$src" "$broot$out" "$broot$bin" || return 1
-  tar -xzf "$5" -C "$broot$src" --strip-components=1 && vendor_into "$broot$src" || return 1
+  # --touch: maturin writes every sdist member with one fixed old mtime, and cargo decides a
+  # path crate is fresh by mtime; restored, an earlier build in the cached target dir wins and a
+  # changed crate (anywait-fiber) is silently not rebuilt. Extracted "now", each build redoes ours.
+  tar -xzf "$5" -C "$broot$src" --strip-components=1 --touch && vendor_into "$broot$src" || return 1
   # maturin's own executable (a static-enough manylinux binary) runs in the builder as is.
   cp "$3/bin/maturin" "$broot$bin/" && mount_pseudo_fs "$broot" || return 1
   in_chroot "$broot" sh -c "cd $src && CARGO_TARGET_DIR=/opt/anywait-target/wheel-$suite-$interp \
