@@ -30,14 +30,29 @@ def test_collected_portal_closes_its_coroutine_as_cpython_would(
     assert result.stderr == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a coroutine blocked in await_ looks 'executing' to CPython, so the open step "
-    "hides its own reference from the collector; a cycle through it is never collected",
-)
-def test_collected_portal_in_a_reference_cycle(run_scenario: Runner) -> None:
-    seen = logs(run_scenario("portal_finalize", "in_a_cycle"))
+@pytest.mark.parametrize("case", ["in_a_cycle", "fiber_in_a_cycle"])
+def test_collected_in_a_reference_cycle(run_scenario: Runner, case: str) -> None:
+    """A cycle through a task blocked in ``await_`` (or a suspended ``lowlevel.Fiber``)
+    is collected, and its ``finally`` blocks run, as for its native twin."""
+    result = run_scenario("portal_finalize", case)
+    seen = logs(result)
     assert seen["portal"] == seen["native"]
+    assert seen["native"] == "['finally, holder has 1']"
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "case", ["stack_values", "deep_chain", "collect_in_step", "held_from_outside", "fiber_stack"]
+)
+def test_collections_while_blocked_leave_frames_as_they_were(
+    run_scenario: Runner, case: str
+) -> None:
+    """Collections while tasks are blocked in ``await_`` (or fibers suspended) free
+    nothing their frames still hold, and keep what an outside reference holds."""
+    result = run_scenario("gc_blocked", case, dev_mode=True)
+    seen = logs(result)
+    assert seen["anywait"] == seen["native"]
+    assert result.stderr == ""
 
 
 def test_portal_collected_on_another_thread_is_leaked_and_reported(

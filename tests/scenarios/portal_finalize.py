@@ -12,6 +12,7 @@ import sys
 import threading
 
 import anywait
+import anywait.lowlevel
 from anywait._anywait import _make_portal
 
 log = []
@@ -90,22 +91,25 @@ def suspended_at_native_await(use_portal):
 
 
 def in_a_cycle(use_portal):
-    """The coroutine's frame holds its own portal (or itself): only the collector can
-    free it. (A cycle through the locals of the *sync* frames would not be collected:
-    frames on a suspended stack are invisible to the GC, as with greenlet.)"""
+    """The coroutine's frame holds its own portal (or itself), and so does the sync
+    frame blocked in ``await_``: only the collector can free them. The portal reports
+    what its suspended frames hold, as a suspended coroutine's frame is reported."""
+
+    async def inner(holder):
+        await Trap()
 
     async def native(holder):
         try:
-            await Trap()
+            await inner(holder)
         finally:
             log.append(f"finally, holder has {len(holder)}")
 
-    def sync():
+    def sync(holder):
         anywait.await_(Trap())
 
     async def through_sync(holder):
         try:
-            sync()
+            sync(holder)
         finally:
             log.append(f"finally, holder has {len(holder)}")
 
@@ -114,8 +118,40 @@ def in_a_cycle(use_portal):
     return coro, holder
 
 
+def fiber_in_a_cycle(use_fiber):
+    """A suspended ``lowlevel.Fiber`` whose function holds the fiber: collected, and its
+    ``finally`` run, as for a suspended generator in the same cycle."""
+
+    def body(holder):
+        try:
+            anywait.lowlevel.suspend("trap")
+        finally:
+            log.append(f"finally, holder has {len(holder)}")
+
+    def gen(holder):
+        try:
+            yield "trap"
+        finally:
+            log.append(f"finally, holder has {len(holder)}")
+
+    holder = []
+    if use_fiber:
+        step = anywait.lowlevel.Fiber(body, holder)
+        resume = step.switch
+    else:
+        step = gen(holder)
+        resume = step.__next__
+    holder.append(step)
+    assert resume() == "trap"
+    del step, resume, holder
+    gc.collect()
+    return list(log)
+
+
 def drive(case, use_portal):
     log.clear()
+    if case == "fiber_in_a_cycle":
+        return fiber_in_a_cycle(use_portal)
     if case == "in_a_cycle":
         coro, holder = in_a_cycle(use_portal)
         step = _make_portal(coro) if use_portal else coro

@@ -35,6 +35,10 @@
 #  include "internal/pycore_tstate.h"
 #  include "internal/pycore_pythonrun.h"
 #  define ANYWAIT_TSTATE_IMPL _PyThreadStateImpl
+/* 3.14 made the generator struct (whose frame is embedded in it) internal, and the
+ * value stack a stack of tagged references. */
+#  include "internal/pycore_genobject.h"
+#  include "internal/pycore_stackref.h"
 #endif
 
 typedef struct { long offset; long size; } anywait_field;
@@ -92,6 +96,21 @@ struct anywait_layout {
     long debug_tstate_datastack_chunk;
     long debug_tstate_base_frame;
     long debug_frame_previous;
+    /* What the collector's view of a suspended fiber's frames reads (pystate/gc_view.rs). */
+    anywait_field frame_owner;
+    anywait_field frame_code;
+    anywait_field frame_funcobj;
+    anywait_field frame_localsplus;
+    anywait_field frame_stacktop;
+    anywait_field frame_stackpointer;
+    anywait_field code_nlocalsplus;
+    anywait_field gen_iframe;
+    long owned_by_thread;
+    long owned_by_generator;
+    /* 3.14+: the low bits of a stack reference that mark it as not owning a count. */
+    long stackref_tag_bits;
+    /* A build whose stack references are not tagged pointers (Py_STACKREF_DEBUG). */
+    long stackref_opaque;
 };
 
 const struct anywait_layout anywait_layout = {
@@ -221,4 +240,37 @@ const struct anywait_layout anywait_layout = {
     .debug_tstate_base_frame = -1L,
 #endif
     .debug_frame_previous = DEBUG_OFFSET(interpreter_frame.previous),
+    .frame_owner = FIELD(_PyInterpreterFrame, owner),
+#if PY_VERSION_HEX >= 0x030D0000
+    .frame_code = FIELD(_PyInterpreterFrame, f_executable),
+#else
+    .frame_code = FIELD(_PyInterpreterFrame, f_code),
+#endif
+#if PY_VERSION_HEX >= 0x030C0000
+    .frame_funcobj = FIELD(_PyInterpreterFrame, f_funcobj),
+#else
+    .frame_funcobj = FIELD(_PyInterpreterFrame, f_func),
+#endif
+    .frame_localsplus = FIELD(_PyInterpreterFrame, localsplus),
+#if PY_VERSION_HEX >= 0x030E0000
+    .frame_stacktop = ABSENT,
+    .frame_stackpointer = FIELD(_PyInterpreterFrame, stackpointer),
+#else
+    .frame_stacktop = FIELD(_PyInterpreterFrame, stacktop),
+    .frame_stackpointer = ABSENT,
+#endif
+    .code_nlocalsplus = FIELD(PyCodeObject, co_nlocalsplus),
+    .gen_iframe = FIELD(PyGenObject, gi_iframe),
+    .owned_by_thread = FRAME_OWNED_BY_THREAD,
+    .owned_by_generator = FRAME_OWNED_BY_GENERATOR,
+#if PY_VERSION_HEX >= 0x030E0000
+    .stackref_tag_bits = (long)Py_TAG_BITS,
+#else
+    .stackref_tag_bits = 0,
+#endif
+#if defined(Py_STACKREF_DEBUG) || defined(Py_GIL_DISABLED)
+    .stackref_opaque = 1,
+#else
+    .stackref_opaque = 0,
+#endif
 };

@@ -197,8 +197,16 @@ impl FiberCore {
     /// context, and the references its saved interpreter state holds. Its stack stays
     /// (dropping the core then leaks it): for a fiber that will never run again.
     pub(crate) fn release_suspended_references(&mut self, _py: Python<'_>) {
-        self.body = None;
+        if self.status() == Status::NotStarted {
+            self.body = None;
+        } else if let Some(body) = self.body.take() {
+            // A started call is still on the stack that is being leaked, using the
+            // body's objects through borrowed pointers: they leak with it.
+            std::mem::forget(body);
+        }
         self.context = None;
+        // SAFETY: the frames stay where they are (leaked with the stack).
+        unsafe { self.hidden.reveal() };
         if let Some(snapshot) = self.snapshot.take() {
             // SAFETY: GIL held (the `_py` token); the snapshot is not installed.
             unsafe { snapshot.release_references() };

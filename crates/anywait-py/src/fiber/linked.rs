@@ -11,7 +11,8 @@ use pyo3::ffi;
 
 use pyo3::prelude::*;
 
-use super::switch::{Body, FiberCore, Tag};
+use super::body::Body;
+use super::switch::{FiberCore, Tag};
 use crate::pystate::{self, Snapshot};
 
 /// What linking a fiber to its resumer for one resume changed (see [`lend`]).

@@ -11,8 +11,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, PyTraverseError, PyVisit};
 
+use super::body::Body;
 use super::lifetime::{self, KillOutcome};
-use super::switch::{self, Body, FiberCore, Status};
+use super::switch::{self, FiberCore, Status};
 use super::wire::Msg;
 
 /// A function running on its own native stack, which it can leave and re-enter at any
@@ -194,6 +195,9 @@ impl PyFiber {
             for obj in unsafe { (*core).gc_referents() } {
                 visit.call(obj)?;
             }
+            // The frames of a suspended fiber are reached only through this object.
+            // SAFETY: as above.
+            unsafe { (*core).visit_suspended_frames(&[], &visit) }?;
         }
         Ok(())
     }

@@ -33,15 +33,15 @@ use std::sync::Arc;
 use anywait_fiber::{Fiber as Engine, Resumed, Yielder};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, PyErr};
 
+use super::body::{self, Body};
 use super::home::{self, ThreadHome};
 use super::linked::{lend, link_frames, unlink_frames, Link};
 use super::relay;
 use super::wire::{Msg, Wire};
 use crate::fatal::fatal;
-use crate::pystate::{self, FrameLink, Snapshot};
+use crate::pystate::{self, FrameLink, HiddenStacks, Snapshot};
 
 /// Which layer made a fiber, so that it can recognise its own among the running ones
 /// ([`current`]). The fiber layer stores it and never interprets it, but for one rule:
@@ -69,57 +69,6 @@ pub(crate) enum Status {
     Running,
     Suspended,
     Dead,
-}
-
-/// What a fiber runs.
-pub(crate) enum Body {
-    /// `func(*args, **kwargs)`: the body of an `anywait.lowlevel.Fiber`.
-    Call {
-        func: Py<PyAny>,
-        args: Py<PyTuple>,
-        kwargs: Option<Py<PyDict>>,
-    },
-    /// A native loop run on the fiber (a portal's step worker). It receives the
-    /// message of the first resume and returns the fiber's final message; `tag` says
-    /// whose it is.
-    Native {
-        run: fn(Python<'_>, *mut FiberCore, Wire) -> Wire,
-        tag: Tag,
-    },
-}
-
-impl Body {
-    fn run(self, py: Python<'_>, core: *mut FiberCore, first: Wire) -> Wire {
-        match self {
-            Body::Call { func, args, kwargs } => call_body(py, func, args, kwargs, first),
-            Body::Native { run, .. } => run(py, core, first),
-        }
-    }
-}
-
-/// The body of an `anywait.lowlevel.Fiber`. Out of line: `Body::run` sits at the root
-/// of every fiber stack, portal workers' included, whose frames should stay small.
-#[inline(never)]
-fn call_body(
-    py: Python<'_>,
-    func: Py<PyAny>,
-    args: Py<PyTuple>,
-    kwargs: Option<Py<PyDict>>,
-    first: Wire,
-) -> Wire {
-    // None (checked by `resume` before starting). Dropped as Bound, like every object
-    // released on these paths: a `Py` dropped where PyO3 has not counted an attach is
-    // queued for later instead of released.
-    first.release(py);
-    let func = func.into_bound(py);
-    let args = args.into_bound(py);
-    let kwargs = kwargs.map(|k| k.into_bound(py));
-    let result = if args.is_empty() && kwargs.is_none() {
-        func.call0() // vectorcall: no argument tuple to unpack
-    } else {
-        func.call(args, kwargs.as_ref())
-    };
-    Wire::from_msg(py, result.map(Bound::unbind))
 }
 
 /// The state of one fiber. It must not move once started (its address is captured by
@@ -174,6 +123,9 @@ pub(crate) struct FiberCore {
     pub(super) stale_instrumentation: bool,
     /// Linked fibers, once started: where their frame chain meets the resumer's.
     pub(super) frames: Option<FrameLink>,
+    /// While suspended (not linked): the generator frames of its chain, hidden from
+    /// their generators' traversal so that the owner can report them (`gc`).
+    pub(super) hidden: HiddenStacks,
 }
 
 impl FiberCore {
@@ -203,6 +155,7 @@ impl FiberCore {
             chains_exceptions: false,
             stale_instrumentation: false,
             frames: None,
+            hidden: HiddenStacks::new(),
         })
     }
 
@@ -229,19 +182,6 @@ impl FiberCore {
 
     pub(crate) fn home(&self) -> &Arc<ThreadHome> {
         &self.home
-    }
-
-    /// Objects the GC may traverse: the body and context of a fiber not yet started.
-    pub(crate) fn gc_referents(&self) -> impl Iterator<Item = &Py<PyAny>> {
-        let body = self.body.iter().flat_map(|b| match b {
-            Body::Call { func, args, kwargs } => [
-                Some(func),
-                Some(args.as_any()),
-                kwargs.as_ref().map(|k| k.as_any()),
-            ],
-            Body::Native { .. } => [None, None, None],
-        });
-        body.flatten().chain(self.context.iter())
     }
 
     /// Gives a suspended fiber `context` (an owned reference) in place of its own, and
@@ -290,6 +230,12 @@ impl Drop for FiberCore {
             debug_assert!(engine.suspended());
             // Snapshot holds raw pointers and has no Drop: discarding it leaks them.
             self.snapshot = None;
+            // SAFETY: the suspended frames stay where they are (leaked with the stack).
+            unsafe { self.hidden.reveal() };
+            // A started body's call may still be using its objects on that stack.
+            if let Some(body) = self.body.take() {
+                std::mem::forget(body);
+            }
             engine.leak();
         }
     }
@@ -460,16 +406,12 @@ unsafe fn start(core: *mut FiberCore) -> PyResult<()> {
     let engine = FiberEngine::new(stack, move |yielder: &Yielder<Wire, Wire>, first: Wire| {
         // SAFETY: the thread that resumed us holds the GIL.
         let py = unsafe { Python::assume_attached() };
-        // SAFETY: the core outlives its engine (it owns it). The borrow ends before any
-        // Python code runs: from then on the core is reached through raw pointers by
-        // `suspend`, `current` and GC traversal.
-        let body = unsafe {
-            let c = &mut *body_core;
-            c.yielder = yielder;
-            c.body.take().expect("fiber body already taken")
-        };
+        // SAFETY: the core outlives its engine (it owns it). From here on the core is
+        // reached through raw pointers only, by `suspend`, `current` and GC traversal.
+        unsafe { (*body_core).yielder = yielder };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            body.run(py, body_core, first)
+            // SAFETY: the running fiber's own core, started with its body.
+            unsafe { body::run(py, body_core, first) }
         }));
         result.unwrap_or_else(|_| fatal("a Rust panic reached the root of a fiber stack"))
     });
@@ -520,6 +462,8 @@ pub(super) unsafe fn switch_into(
         c.resumer = (*current_cell).replace(core);
         c.pyobj = pyobj;
         c.status = Status::Running;
+        // The chain runs again: its generator frames get their extents back first.
+        c.hidden.reveal();
         c.snapshot
             .take()
             .expect("suspended fiber without a snapshot")
@@ -580,6 +524,10 @@ pub(super) unsafe fn switch_into(
     let out = match resumed {
         Resumed::Yield(value) => {
             c.status = Status::Suspended;
+            if !c.linked {
+                // SAFETY: the chain was just saved and stays suspended until `reveal`.
+                unsafe { c.hidden.hide(&fiber_state, ts) };
+            }
             c.snapshot = Some(fiber_state);
             value
         }

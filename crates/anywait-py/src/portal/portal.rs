@@ -347,11 +347,24 @@ impl Portal {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.coro)?;
         // An open step's worker holds a reference of its own to the coroutine, which
-        // is deliberately not reported: the collector would then finalize the coroutine
-        // itself, which CPython sees as executing ("coroutine already executing").
-        // The price: a cycle through a coroutine blocked in await_ is never collected.
-        visit.call(&self.coro)
+        // is deliberately not reported: the collector must never finalize a coroutine
+        // CPython sees as executing ("coroutine already executing"); the portal's
+        // finalizer ends the step instead. What the step's frames hold is reached only
+        // through this portal, and is reported here (`fiber::gc`), unless the step runs
+        // inside greenlet, whose frames are not the worker's to report.
+        // SAFETY: GC traversal holds the GIL and never runs while a step is being
+        // switched (an open step's worker is parked in the state, not running).
+        let state = unsafe { &*self.state.get() };
+        if let Some(worker) = state.worker.as_ref() {
+            if !worker.bridge.has_runner() {
+                // The portal's reference (reported above) and the step's own.
+                let known = [(self.coro.as_ptr(), 2)];
+                worker.core.visit_suspended_frames(&known, &visit)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -87,6 +87,18 @@ pub(crate) struct RawLayout {
     pub debug_tstate_datastack_chunk: c_long,
     pub debug_tstate_base_frame: c_long,
     pub debug_frame_previous: c_long,
+    pub frame_owner: Field,
+    pub frame_code: Field,
+    pub frame_funcobj: Field,
+    pub frame_localsplus: Field,
+    pub frame_stacktop: Field,
+    pub frame_stackpointer: Field,
+    pub code_nlocalsplus: Field,
+    pub gen_iframe: Field,
+    pub owned_by_thread: c_long,
+    pub owned_by_generator: c_long,
+    pub stackref_tag_bits: c_long,
+    pub stackref_opaque: c_long,
 }
 
 /// `struct anywait_layout` as compiled against the target's headers, word by word
@@ -226,6 +238,10 @@ pub(crate) fn verify() -> Result<(), String> {
         ("chunk_data", l.chunk_data, ptr),
         ("frame_previous", l.frame_previous, ptr),
         ("tstate_interp", l.tstate_interp, ptr),
+        ("frame_owner", l.frame_owner, 1),
+        ("frame_code", l.frame_code, ptr),
+        ("frame_funcobj", l.frame_funcobj, ptr),
+        ("code_nlocalsplus", l.code_nlocalsplus, int),
     ];
     #[cfg(not(Py_3_13))]
     checks.extend([
@@ -247,6 +263,10 @@ pub(crate) fn verify() -> Result<(), String> {
         ("critical_section", l.critical_section, ptr),
         ("executor", l.executor, ptr),
     ]);
+    #[cfg(not(Py_3_14))]
+    checks.push(("frame_stacktop", l.frame_stacktop, int));
+    #[cfg(Py_3_14)]
+    checks.push(("frame_stackpointer", l.frame_stackpointer, ptr));
     #[cfg(Py_3_14)]
     checks.extend([
         ("c_stack_top", l.c_stack_top, ptr),

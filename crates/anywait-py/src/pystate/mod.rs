@@ -21,10 +21,12 @@
 //!   that switches again.
 
 mod frame_link;
+mod gc_view;
 pub(crate) mod layout;
 pub(crate) mod monitoring;
 
 pub(crate) use frame_link::FrameLink;
+pub(crate) use gc_view::HiddenStacks;
 
 use std::ffi::c_int;
 use std::ptr;
@@ -233,6 +235,18 @@ impl Snapshot {
         #[cfg(not(Py_3_15))]
         let none: *mut u8 = ptr::null_mut();
         !top.is_null() && top != none
+    }
+
+    /// The innermost interpreter frame of the saved stack (null when it has none; 3.15:
+    /// the thread's base frame then).
+    pub(crate) fn top_frame(&self) -> *mut u8 {
+        #[cfg(not(Py_3_13))]
+        // SAFETY: a saved stack's innermost C frame is live (on that stack, or its root
+        // C frame in the reserved area).
+        let top: *mut u8 = unsafe { *layout().cframe_current_frame.of(self.cframe) };
+        #[cfg(Py_3_13)]
+        let top = self.current_frame;
+        top
     }
 
     /// Puts `context` (owned) in place of the snapshot's context, returning the old one
