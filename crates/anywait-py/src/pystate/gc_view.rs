@@ -225,7 +225,7 @@ impl HiddenStacks {
                 .find(|e| e.0 == frame)
                 .map(|e| e.1);
             // SAFETY: a frame of the suspended chain (caller), with its hidden extent.
-            if let Some(view) = unsafe { read_frame(frame, saved) } {
+            if let Some(view) = unsafe { read_frame(frame, saved) }.map_err(|()| None)? {
                 for i in 0..view.len {
                     // SAFETY: the first `len` entries hold references (read_frame).
                     let bits = unsafe { *view.localsplus.add(i) };
@@ -240,8 +240,6 @@ impl HiddenStacks {
                         f(obj).map_err(Some)?;
                     }
                 }
-            } else if is_python_frame(frame) {
-                return Err(None);
             }
             // SAFETY: as above.
             frame = unsafe { *l.frame_previous.of::<*mut u8>(frame) };
@@ -261,29 +259,23 @@ fn owned(bits: usize) -> Option<NonNull<ffi::PyObject>> {
     NonNull::new(bits as *mut ffi::PyObject)
 }
 
-/// Whether the frame is one whose references the view reports.
-fn is_python_frame(frame: *mut u8) -> bool {
-    let l = layout();
-    // SAFETY: callers pass frames of a live chain.
-    let owner = c_long::from(unsafe { *l.frame_owner.of::<c_char>(frame) });
-    owner == l.owned_by_thread || owner == l.owned_by_generator
-}
-
-/// What the view reads of `frame`: None for a frame it does not report (entry frames
-/// and the like), or one that does not look like what it expects. `saved` is the real
-/// extent of a hidden generator frame.
+/// What the view reads of `frame`: `Ok(None)` for a frame it does not report (entry
+/// frames and the like), `Err` for a Python frame it cannot account for (a generator
+/// frame that is not hidden, one whose code is not a code object): nothing may be
+/// reported then. `saved` is the real extent of a hidden generator frame.
 ///
 /// # Safety
 /// `frame` is a live frame of a suspended chain.
-unsafe fn read_frame(frame: *mut u8, saved: Option<isize>) -> Option<FrameView> {
+unsafe fn read_frame(frame: *mut u8, saved: Option<isize>) -> Result<Option<FrameView>, ()> {
     let l = layout();
-    if !is_python_frame(frame) {
-        return None;
-    }
     // SAFETY: live frame (caller).
     let owner = unsafe { *l.frame_owner.of::<c_char>(frame) };
-    if c_long::from(owner) == l.owned_by_generator && saved.is_none() {
-        return None; // not hidden: its generator reports it
+    let by_generator = c_long::from(owner) == l.owned_by_generator;
+    if !by_generator && c_long::from(owner) != l.owned_by_thread {
+        return Ok(None);
+    }
+    if by_generator && saved.is_none() {
+        return Err(()); // not hidden: its generator reports it
     }
     // SAFETY: as above; the code is a strong reference (3.14+: a stack reference,
     // whose tag bits are not part of the pointer).
@@ -291,7 +283,7 @@ unsafe fn read_frame(frame: *mut u8, saved: Option<isize>) -> Option<FrameView> 
     let code = (code_bits & !(l.stackref_tag_bits as usize)) as *mut ffi::PyObject;
     // SAFETY: a live object; comparing its type with the code type's address.
     if code.is_null() || unsafe { ffi::Py_TYPE(code) } != &raw mut ffi::PyCode_Type {
-        return None;
+        return Err(());
     }
     // SAFETY: a live code object (checked above).
     let nlocalsplus = unsafe { *l.code_nlocalsplus.of::<c_int>(code.cast()) };
@@ -299,13 +291,13 @@ unsafe fn read_frame(frame: *mut u8, saved: Option<isize>) -> Option<FrameView> 
     let localsplus = unsafe { l.frame_localsplus.of::<usize>(frame) };
     // SAFETY: live frame (caller).
     let extent = saved.unwrap_or_else(|| unsafe { read_extent(frame) });
-    let nlocalsplus = usize::try_from(nlocalsplus).ok()?;
+    let nlocalsplus = usize::try_from(nlocalsplus).map_err(|_| ())?;
     let len = extent_len(localsplus, extent).unwrap_or(nlocalsplus);
-    Some(FrameView {
+    Ok(Some(FrameView {
         owner,
         localsplus,
         len: len.max(nlocalsplus),
-    })
+    }))
 }
 
 /// How many slots an extent covers, when it is recorded.
