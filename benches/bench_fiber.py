@@ -9,6 +9,11 @@ Rows:
 * switch round trip -- resume a parked fiber and have it park again
   (anywait: ``f.switch()`` against ``while True: suspend()``;
   greenlet: ``g.switch()`` against ``while True: main.switch()``).
+* switch round trip, N frames deep -- the same, with the fiber parked under N Python
+  frames of its own (anywait shows a suspended fiber's frames to the garbage collector,
+  and hides its generator frames from their own generators' traversal while it is
+  suspended: a walk of the chain at each switch, capped at 128 frames; greenlet copies
+  the part of the C stack it switches out, which grows with the depth).
 * create + run + finish -- ``Fiber(noop).switch()`` / ``greenlet(noop).switch()``, including
   freeing the object.
 * RSS per suspended fiber -- a fresh interpreter per sample creates N fibers that each
@@ -95,6 +100,30 @@ def anywait_lifetime() -> Iterator[h.Runner]:
     yield run
 
 
+def _descend_then(depth: int, park: Any) -> None:
+    if depth > 0:
+        _descend_then(depth - 1, park)
+    else:
+        park()
+
+
+@contextlib.contextmanager
+def anywait_deep_switch(depth: int) -> Iterator[h.Runner]:
+    from anywait.lowlevel import Fiber
+
+    f = Fiber(lambda: _descend_then(depth, _anywait_park_forever))
+    f.switch()
+
+    def run(n: int, sw: Any = f.switch) -> None:
+        for _ in repeat(None, n):
+            sw()
+
+    try:
+        yield run
+    finally:
+        f.close()
+
+
 # --- greenlet --------------------------------------------------------------------------------
 
 
@@ -108,6 +137,28 @@ def greenlet_switch() -> Iterator[h.Runner]:
             s()
 
     g = _greenlet_mod.greenlet(park_forever)
+    g.switch()
+
+    def run(n: int, sw: Any = g.switch) -> None:
+        for _ in repeat(None, n):
+            sw()
+
+    try:
+        yield run
+    finally:
+        g.throw(_greenlet_mod.GreenletExit)
+
+
+@contextlib.contextmanager
+def greenlet_deep_switch(depth: int) -> Iterator[h.Runner]:
+    main = _greenlet_mod.getcurrent()
+
+    def park_forever() -> None:
+        s = main.switch
+        while True:
+            s()
+
+    g = _greenlet_mod.greenlet(lambda: _descend_then(depth, park_forever))
     g.switch()
 
     def run(n: int, sw: Any = g.switch) -> None:
@@ -314,6 +365,20 @@ def build_cases(args: argparse.Namespace) -> tuple[list[h.Case], list[h.Case]]:
                 note=note_g,
             )
         )
+    for depth in args.switch_depths:
+        bench = f"switch round trip, {depth} frames deep"
+        timed.append(
+            h.timed_case(bench, "anywait", lambda d=depth: anywait_deep_switch(d), sample_ms=ms)
+        )
+        timed.append(
+            h.timed_case(
+                bench,
+                "greenlet",
+                (lambda d=depth: greenlet_deep_switch(d)) if have_greenlet else None,
+                sample_ms=ms,
+                skip=skip,
+            )
+        )
     timed += [
         h.timed_case("floor: empty loop iteration", "python", floor_loop, sample_ms=ms),
         h.timed_case("floor: noop() call", "python", floor_call, sample_ms=ms),
@@ -344,6 +409,12 @@ def main() -> int:
         type=float,
         default=None,
         help="target length of one sample (default 40; --quick: 10)",
+    )
+    p.add_argument(
+        "--switch-depths",
+        type=lambda text: [int(d) for d in text.split(",") if d],
+        default=[10, 100],
+        help="depths of the 'N frames deep' switch rows, comma-separated (default 10,100)",
     )
     p.add_argument(
         "--rss-fibers",

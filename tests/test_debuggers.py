@@ -205,39 +205,14 @@ def test_pdb_stops_at_a_breakpoint_under_await_and_steps_over_the_wait(backend: 
 
 
 @pytest.mark.parametrize("backend", PDB_BACKENDS)
-def test_pdb_where_under_await_shows_the_sync_frames_and_the_task_above_the_loop(
-    backend: str,
-) -> None:
-    # Natively ``where`` goes on below the task's coroutine into the loop's frames.
+def test_pdb_where_under_await_shows_what_native_where_shows(backend: str) -> None:
+    # The sync frames and the task's coroutine above it, and below it (the coroutine's
+    # f_back, while its step runs) the frames of the loop that stepped it.
     session = _step_over_the_wait(backend, "await_")
     native = _step_over_the_wait(backend, "native")
     functions = [frame.function for frame in session.where]
     assert functions[-4:] == ["main", "task", "caller", "step"]
-    assert session.where == native.where[-len(session.where) :]
-
-
-# Under a portal the task's outermost frame (its coroutine's) has no f_back while it runs
-# on the portal's fiber; natively it is the loop's frame that stepped it.
-_TASK_FRAME_HAS_NO_CALLER = pytest.mark.xfail(
-    strict=True,
-    reason="under a portal the task's coroutine frame has no f_back: pdb shows no loop "
-    "frames below it, and takes it for its bottom frame",
-)
-# 3.14's bdb no longer stops at a StopIteration below a coroutine bottom frame, so there
-# the missing caller shows only in `where`.
-_BOTTOM_FRAME_STOPS_AT_STOPITERATION = pytest.mark.xfail(
-    sys.version_info < (3, 14),
-    strict=True,
-    reason="under a portal the task's coroutine frame has no f_back: pdb takes it for "
-    "its bottom frame, and before 3.14 bdb stops at every StopIteration below one",
-)
-
-
-@_TASK_FRAME_HAS_NO_CALLER
-@pytest.mark.parametrize("backend", PDB_BACKENDS)
-def test_pdb_where_under_await_shows_what_native_where_shows(backend: str) -> None:
-    session = _step_over_the_wait(backend, "await_")
-    native = _step_over_the_wait(backend, "native")
+    assert len(functions) > 4, "no loop frames below the task's"
     assert session.where == native.where
 
 
@@ -270,28 +245,25 @@ def _continue_to_a_breakpoint(
     return stops, internal
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a sync frame waiting in await_ when pdb starts gets no 'call' event when it "
-    "resumes (a coroutine does), so pdb never traces it and misses its breakpoints",
-)
 @pytest.mark.parametrize("backend", PDB_BACKENDS)
 def test_pdb_stops_at_a_breakpoint_in_sync_code_that_was_waiting_when_pdb_started(
     backend: str,
 ) -> None:
     # The bystander has waited since before breakpoint(); once released it runs the
-    # line after its wait (offset 3 of ``waiting``).
+    # line after its wait (offset 3 of ``waiting``). Natively its coroutine frame gets a
+    # 'call' event when it resumes, and bdb's answer (it has breakpoints) traces it; the
+    # sync frame is given that event when its fiber resumes (pystate/tracing.rs).
     native, _ = _continue_to_a_breakpoint(backend, "native", "waiting", 3, skip_internal=True)
     assert native[-1:] == [Frame("waiting", ("waiting", 3))]
     stops, _ = _continue_to_a_breakpoint(backend, "await_", "waiting", 3, skip_internal=True)
     assert stops == native
 
 
-@_BOTTOM_FRAME_STOPS_AT_STOPITERATION
 @pytest.mark.parametrize("backend", PDB_BACKENDS)
 def test_pdb_continue_with_a_breakpoint_set_stops_only_at_the_breakpoint(backend: str) -> None:
-    # pdb's bottom frame is the task's coroutine under a portal, and bdb stops at every
-    # StopIteration another coroutine raises below a generator or coroutine bottom frame.
+    # pdb's bottom frame is the outermost frame below breakpoint() (the task's coroutine,
+    # were its f_back missing: then bdb, before 3.14, would stop at every StopIteration
+    # another coroutine raises below a coroutine bottom frame).
     native, _ = _continue_to_a_breakpoint(backend, "native", "step", 4, skip_internal=False)
     assert native == [Frame("step", ("step", 4))]
     stops, _ = _continue_to_a_breakpoint(backend, "await_", "step", 4, skip_internal=False)
@@ -375,16 +347,7 @@ def test_coverage_started_while_tasks_wait_in_await_measures_what_they_run_once_
     assert not missing, f"lines run after coverage started, not measured: {sorted(missing)}"
 
 
-_RESUMED_FRAME_UNTRACED = pytest.mark.xfail(
-    strict=True,
-    reason="sys.settrace cores: a sync frame waiting in await_ when coverage starts gets "
-    "no 'call' event when it resumes (a coroutine does), so the rest of it is never traced",
-)
-
-
-@pytest.mark.parametrize(
-    "core", _cores(ctrace=_RESUMED_FRAME_UNTRACED, pytrace=_RESUMED_FRAME_UNTRACED)
-)
+@pytest.mark.parametrize("core", _cores())
 def test_coverage_started_while_tasks_wait_in_await_measures_their_resumed_frames_as_native(
     core: str, tmp_path: Path
 ) -> None:
@@ -430,3 +393,56 @@ def test_coverage_running_while_tasks_wait_in_await_measures_what_native_measure
     measured = _measure(core, "await_", "throughout", tmp_path)
     native = _measure(core, "native", "throughout", tmp_path)
     assert _show(measured.places) == _show(native.places)
+
+
+# -- the events a sys.settrace tracer gets from frames resumed by a switch -----------------
+
+
+def _traced_twins(case: str) -> dict[str, Any]:
+    if case == "portal-trio":
+        pytest.importorskip("trio", reason="trio is not installed")
+    done = subprocess.run(
+        [sys.executable, "-X", "faulthandler", str(SCENARIOS / "tracing_resumed.py"), case],
+        capture_output=True,
+        text=True,
+        env=child_environment(),
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    twins: dict[str, Any] = json.loads(done.stdout)
+    return twins
+
+
+@pytest.mark.parametrize("case", ["portal-asyncio", "portal-trio", "tracer_raises"])
+def test_a_tracer_started_while_a_task_waits_gets_its_resumed_frames_events_as_native(
+    case: str,
+) -> None:
+    # Natively each coroutine frame gets a 'call' event as the task resumes (outermost
+    # first) and the tracer's answer traces the rest of it; so do the sync frames
+    # blocked in await_. A tracer that raises on one of them raises into the task.
+    twins = _traced_twins(case)
+    native = twins["native"]
+    if case == "tracer_raises":
+        assert native["outcome"] == ["LookupError('from the tracer')"]
+        assert native["events"] == [["call", "task", 4], ["call", "mid", 1]]
+    else:
+        assert native["outcome"] == [2]
+        assert native["events"][:3] == [
+            ["call", "task", 4],
+            ["call", "mid", 1],
+            ["call", "leaf", 1],
+        ]
+        assert ["line", "leaf", 2] in native["events"]
+    assert twins["anywait"] == native
+
+
+def test_a_tracer_started_while_a_stackful_generator_is_suspended_traces_it_once_resumed() -> None:
+    twins = _traced_twins("generator")
+    native, stackful = twins["native"], twins["anywait"]
+    assert native["outcome"] == stackful["outcome"] == [11]
+    # The native generator's frame gets a 'return' event as it yields again; the sync
+    # frames under yield_ get none (docs/portals.md, "Debuggers, tracers and frames").
+    assert native["events"][-1] == ["yield", "gen", 3]
+    assert stackful["events"] == native["events"][:-1]
+    assert stackful["events"][:2] == [["call", "gen", 2], ["call", "inner", 1]]

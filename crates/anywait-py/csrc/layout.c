@@ -111,6 +111,11 @@ struct anywait_layout {
     long stackref_tag_bits;
     /* A build whose stack references are not tagged pointers (Py_STACKREF_DEBUG). */
     long stackref_opaque;
+    /* The legacy tracer (sys.settrace, PyEval_SetTrace) of a thread, and its nesting
+     * (pystate/tracing.rs). */
+    anywait_field tstate_c_tracefunc;
+    anywait_field tstate_c_traceobj;
+    anywait_field tstate_tracing;
 };
 
 const struct anywait_layout anywait_layout = {
@@ -273,4 +278,7 @@ const struct anywait_layout anywait_layout = {
 #else
     .stackref_opaque = 0,
 #endif
+    .tstate_c_tracefunc = FIELD(PyThreadState, c_tracefunc),
+    .tstate_c_traceobj = FIELD(PyThreadState, c_traceobj),
+    .tstate_tracing = FIELD(PyThreadState, tracing),
 };

@@ -2,7 +2,8 @@
 //!
 //! The fiber hands its message to the engine's yielder and, once resumed, before any of
 //! its Python frames goes on, re-instruments their code if tools changed meanwhile
-//! (`pystate::monitoring`).
+//! (`pystate::monitoring`), and tells a legacy tracer about the frames resumed if the
+//! resume asked for it (`pystate::tracing`).
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -53,6 +54,21 @@ pub(crate) unsafe fn suspend_running(core: *mut FiberCore, msg: Wire) -> Wire {
     if unsafe { std::mem::take(&mut (*core).stale_instrumentation) } {
         // SAFETY: a resumed fiber runs with the GIL held.
         pystate::monitoring::refresh(unsafe { Python::assume_attached() });
+    }
+    // SAFETY: as above.
+    if unsafe { std::mem::take(&mut (*core).reports_resume) } {
+        // SAFETY: as above.
+        let (py, below) = unsafe {
+            let below = std::mem::replace(&mut (*core).resumer_frame, std::ptr::null_mut());
+            (Python::assume_attached(), below)
+        };
+        if let Err(err) = pystate::tracing::report_resumed_frames(py, below) {
+            // CPython raises a tracer's error in the frame whose resume it was told
+            // about, and the value sent is lost with it; here it is raised where the
+            // fiber resumes (its innermost frame, at the `await_` or `yield_`).
+            msg.release(py);
+            return Wire::raise(py, err);
+        }
     }
     msg
 }

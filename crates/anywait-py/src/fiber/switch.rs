@@ -121,8 +121,16 @@ pub(crate) struct FiberCore {
     /// Set when the fiber is resumed under a later instrumentation version than it ran:
     /// it re-instruments its frames' code as soon as it is running (`suspend_running`).
     pub(super) stale_instrumentation: bool,
-    /// Linked fibers, once started: where their frame chain meets the resumer's.
+    /// The fiber's frame chain continues into its resumer's on each resume (linked
+    /// fibers, and those made to by [`FiberCore::continue_frame_chain`]).
+    pub(super) continues_frames: bool,
+    /// Fibers whose chain continues, once started: where it meets the resumer's.
     pub(super) frames: Option<FrameLink>,
+    /// Set by a resume under a legacy tracer, for the fiber to report its resumed frames
+    /// to it once running (`pystate::tracing`); `resumer_frame` is where they end (the
+    /// resumer's innermost frame object, borrowed for the resume, or null).
+    pub(super) reports_resume: bool,
+    pub(super) resumer_frame: *mut ffi::PyObject,
     /// While suspended (not linked): the generator frames of its chain, hidden from
     /// their generators' traversal so that the owner can report them (`gc`).
     pub(super) hidden: HiddenStacks,
@@ -154,7 +162,10 @@ impl FiberCore {
             trapped: false,
             chains_exceptions: false,
             stale_instrumentation: false,
+            continues_frames: false,
             frames: None,
+            reports_resume: false,
+            resumer_frame: ptr::null_mut(),
             hidden: HiddenStacks::new(),
         })
     }
@@ -417,7 +428,7 @@ unsafe fn start(core: *mut FiberCore) -> PyResult<()> {
     });
     // SAFETY: this thread's state; the stack is fresh from the pool and unused.
     let snapshot = unsafe { Snapshot::fresh(thread_state(), context, &engine.bounds()) };
-    if c.linked {
+    if c.linked || c.continues_frames {
         c.frames = Some(FrameLink::new(&engine.bounds()));
     }
     c.engine = Some(engine);
@@ -455,6 +466,18 @@ pub(super) unsafe fn switch_into(
         // call the C API: CURRENT and the status are still the resumer's view).
         link = unsafe { lend(ts, core) };
     }
+    // SAFETY: this thread's state, GIL held; a short read of the live core.
+    if unsafe { pystate::tracing::tracer_set(ts) && (*core).frames.is_some() } {
+        // A fiber that runs as part of its resumer tells a tracer about the frames this
+        // resume resumes, as their native twins' resumes would (may allocate the
+        // resumer's frame object: still the resumer's view, as above).
+        let below = pystate::tracing::innermost_frame(py);
+        // SAFETY: live core, not running yet.
+        unsafe {
+            (*core).reports_resume = true;
+            (*core).resumer_frame = below;
+        }
+    }
     // SAFETY: live core, and the only reference until the engine is resumed; the cell
     // is this thread's and outlives the call.
     let mut fiber_state = unsafe {
@@ -474,10 +497,8 @@ pub(super) unsafe fn switch_into(
         // SAFETY: live core, not running yet.
         unsafe { (*core).stale_instrumentation = true };
     }
-    if linked {
-        // SAFETY: the resumer's state is installed; `fiber_state` is this core's.
-        unsafe { link_frames(ts, core, &mut fiber_state) };
-    }
+    // SAFETY: the resumer's state is installed; `fiber_state` is this core's.
+    let frames_linked = unsafe { link_frames(ts, core, &mut fiber_state) };
 
     // SAFETY: ts is this thread's state, GIL held; from here to the swap back only the
     // stack switch happens (no Python API).
@@ -502,7 +523,7 @@ pub(super) unsafe fn switch_into(
         // resume's link.
         unsafe { pystate::restore_exception_chain(ts, patched) };
     }
-    if linked {
+    if frames_linked {
         let finished = matches!(resumed, Resumed::Return(_));
         // SAFETY: as above; the frames were linked for this resume.
         unsafe { unlink_frames(ts, core, &mut fiber_state, finished) };
@@ -514,6 +535,10 @@ pub(super) unsafe fn switch_into(
     unsafe { (*current_cell).set(c.resumer) };
     c.resumer = ptr::null_mut();
     c.pyobj = ptr::null_mut();
+    // Unless the fiber took them (a first resume, a return from a body's start, does
+    // not): the resumer's frame is no longer borrowed.
+    c.reports_resume = false;
+    c.resumer_frame = ptr::null_mut();
     // The context the fiber had before this resume lent it a new one; released only
     // now that the switch is complete (its deallocation may run Python code).
     // SAFETY: an owned reference or null; GIL held.

@@ -99,6 +99,9 @@ pub(crate) struct RawLayout {
     pub owned_by_generator: c_long,
     pub stackref_tag_bits: c_long,
     pub stackref_opaque: c_long,
+    pub tstate_c_tracefunc: Field,
+    pub tstate_c_traceobj: Field,
+    pub tstate_tracing: Field,
 }
 
 /// `struct anywait_layout` as compiled against the target's headers, word by word
@@ -242,6 +245,9 @@ pub(crate) fn verify() -> Result<(), String> {
         ("frame_code", l.frame_code, ptr),
         ("frame_funcobj", l.frame_funcobj, ptr),
         ("code_nlocalsplus", l.code_nlocalsplus, int),
+        ("tstate_c_tracefunc", l.tstate_c_tracefunc, ptr),
+        ("tstate_c_traceobj", l.tstate_c_traceobj, ptr),
+        ("tstate_tracing", l.tstate_tracing, int),
     ];
     #[cfg(not(Py_3_13))]
     checks.extend([

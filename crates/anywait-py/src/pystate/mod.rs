@@ -24,6 +24,7 @@ mod frame_link;
 mod gc_view;
 pub(crate) mod layout;
 pub(crate) mod monitoring;
+pub(crate) mod tracing;
 
 pub(crate) use frame_link::FrameLink;
 pub(crate) use gc_view::HiddenStacks;
