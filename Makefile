@@ -16,7 +16,7 @@ help: ## list the targets
 demo: ## install anywait (release build) into a venv and run examples/demo.py
 	@$(CI_SH) demo
 
-test: ## the whole suite: lint, pytest on the pyenv interpreters, docs, pytest in the chroots (what CI runs)
+test: ## the whole suite: lint, pytest on the pyenv interpreters (a selection of it under valgrind too), docs, pytest in the chroots, dist (what CI runs)
 	@$(CI_SH) test
 
 lint: ## cargo fmt + clippy, cargo test -p anywait-fiber, ruff check + format, mypy

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ci.sh - what the Makefile runs. One process per command, so one summary per run:
 #
-#   tools/ci.sh test          lint + the fiber crate's tests under valgrind + test-host + docs + test-chroots + dist (the whole suite; `make test`, .ci/run)
+#   tools/ci.sh test          lint + the fiber crate's tests under valgrind + test-host + a selection of it under valgrind + docs + test-chroots + dist (the whole suite; `make test`, .ci/run)
 #   tools/ci.sh lint          cargo fmt/clippy, cargo test -p anywait-fiber, ruff check/format, mypy
 #   tools/ci.sh docs          the API reference (docs/api) with Sphinx, warnings as errors
 #   tools/ci.sh test-host     pytest on the pyenv interpreters (PY=3.12.1 picks one)
@@ -224,7 +224,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 cmd=${1:-help}
 case $cmd in
-  test) lock_cache; lint; valgrind_quick; timed "fetch peers' wheels" fetch_peers; record peers $?; run_host; docs; run_chroots; dist ;;
+  test) lock_cache; lint; valgrind_quick; timed "fetch peers' wheels" fetch_peers; record peers $?; run_host; valgrind_selection; docs; run_chroots; dist ;;
   lint) lock_cache; lint ;;
   test-host) lock_cache; fetch_peers; run_host ;;
   test-chroots) lock_cache; fetch_peers; run_chroots ;;

@@ -12,6 +12,9 @@
 #     Children are traced (--trace-children=yes): the crash, thread, shutdown and fork
 #     scenarios run in child interpreters and are the paths most worth checking. Each
 #     process writes its own log, $CACHE/valgrind/<tag>/vg.<pid>.log;
+#   * valgrind:selection      what `make test` runs of the pytest part (valgrind_selection):
+#     $VALGRIND_CI_TESTS on the build that host:3.12.1 has just tested (its venv, the test
+#     profile), then the report below; the whole run is `make valgrind`;
 #   * valgrind:memcheck       tools/valgrind_report.py over those logs: the ERROR SUMMARY and
 #     LEAK SUMMARY of pytest itself, then every error of every process (fails on any), and
 #     every definite leak that it attributes to anywait (fails on any; the interpreter's own
@@ -23,12 +26,15 @@
 # host as for `make test-chroots`, and the logs land in the chroot's staged tree.
 #
 # Knobs: PY, VALGRIND_TESTS, VALGRIND_VENV, VALGRIND_TIMEOUT (seconds for the pytest run),
-# VALGRIND_OPTS (appended to valgrind's options, e.g. --track-origins=yes).
+# VALGRIND_OPTS (appended to valgrind's options, e.g. --track-origins=yes), VALGRIND_CI_TESTS.
 
 VALGRIND_TESTS=${VALGRIND_TESTS:-"tests/test_fiber_*.py tests/test_portal_*.py -m 'not scale'"}
 VALGRIND_TIMEOUT=${VALGRIND_TIMEOUT:-5400}
 VALGRIND_VENV=${VALGRIND_VENV:-}
 VALGRIND_OPTS=${VALGRIND_OPTS:-}
+# The selection `make test` runs (about 3 minutes here): fiber switches, the frame chain and
+# GC view of blocked steps, portal finalizers (child interpreters, traced), await_ itself.
+VALGRIND_CI_TESTS=${VALGRIND_CI_TESTS:-"tests/test_fiber_switch.py tests/test_portal_frames.py tests/test_portal_lifetime.py tests/test_portal_await.py -m 'not scale'"}
 
 valgrind_options() { # log-dir suppressions-file -> memcheck's options, one word each
   # --errors-for-leak-kinds=none: leaks are judged by valgrind_report.py, not the exit code.
@@ -71,8 +77,8 @@ valgrind_quick() { # what `make test` runs of this: the fiber crate's tests unde
   valgrind_fiber_crate
 }
 
-valgrind_host() { # interpreter
-  local py=$1 tag venv logs rc tests=()
+valgrind_host() { # interpreter [installed: the venv has the build to check already]
+  local py=$1 installed=${2:-} tag venv logs rc tests=()
   tag=$(py_tag "$py") || { record "valgrind:pytest" 1 "cannot run $py"; return 1; }
   if [ -n "$VALGRIND_VENV" ]; then
     venv=$VALGRIND_VENV
@@ -80,7 +86,9 @@ valgrind_host() { # interpreter
     venv=$CACHE/venv-valgrind-$tag
     timed "venv valgrind ($tag)" ensure_venv "$venv" "$py" test || { record "valgrind:pytest" 1 "venv set-up failed"; return 1; }
   fi
-  timed "build release ($tag)" install_wheel "$venv" "valgrind-$tag" release || { record "valgrind:pytest" 1 "build failed"; return 1; }
+  if [ -z "$installed" ]; then
+    timed "build release ($tag)" install_wheel "$venv" "valgrind-$tag" release || { record "valgrind:pytest" 1 "build failed"; return 1; }
+  fi
   ( cd / && "$venv/bin/python" -c 'import anywait._anywait as m; print("  testing", m.__file__)' ) || true
   logs=$CACHE/valgrind/$tag
   rm -rf "$logs" && mkdir -p "$logs"
@@ -110,6 +118,19 @@ $i -m pytest -p no:cacheprovider -q $VALGRIND_TESTS $PYTEST_ARGS"
   record "valgrind:pytest" $rc "$(valgrind_verdict $rc)"
   unlock_chroots
   VALGRIND_LOGS=$run/vg-logs
+}
+
+valgrind_selection() { # after run_host: $VALGRIND_CI_TESTS under memcheck on host:3.12.1's build
+  local py venv=$CACHE/venv-3.12.1
+  log "valgrind (a selection of the pytest suites)"
+  over_budget "valgrind:selection" && return
+  command -v valgrind >/dev/null || { record "valgrind:selection" 1 "no valgrind"; return; }
+  py=$(host_python 3.12.1) && [ -x "$venv/bin/python" ] || { record "valgrind:selection" 1 "no host:3.12.1 venv to check"; return; }
+  VALGRIND_LOGS=""
+  VALGRIND_VENV=$venv VALGRIND_TESTS=$VALGRIND_CI_TESTS VALGRIND_TIMEOUT=1200 valgrind_host "$py" installed
+  [ -n "$VALGRIND_LOGS" ] || return
+  timed "valgrind_report.py" python3 "$ROOT/tools/valgrind_report.py" "$VALGRIND_LOGS"
+  record "valgrind:selection" $? "memory errors, or leaks attributed to anywait (see above)"
 }
 
 valgrind_run() {
