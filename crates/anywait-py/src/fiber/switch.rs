@@ -458,6 +458,32 @@ pub(super) unsafe fn switch_into(
     // One thread-local access for the whole switch: the fiber runs on this thread, so
     // the cell's address stays valid across it.
     let current_cell: *const Cell<*mut FiberCore> = CURRENT.with(ptr::from_ref);
+    // SAFETY: this thread's state, GIL held; a short read of the live core.
+    if unsafe { pystate::tracing::tracer_set(ts) && (*core).frames.is_some() } {
+        // A fiber that runs as part of its resumer tells a tracer about the frames this
+        // resume resumes, as their native twins' resumes would. Nothing is switched or
+        // lent yet: making the resumer's frame object may run a collection, and a
+        // finalizer that switches to this fiber meanwhile is refused here.
+        // SAFETY: a short read of the live core.
+        let before = unsafe { (*core).status };
+        let below = pystate::tracing::innermost_frame(py);
+        // SAFETY: as above.
+        if unsafe { (*core).status != before || (*core).snapshot.is_none() } {
+            msg.release(py);
+            return Wire::raise(
+                py,
+                PyRuntimeError::new_err(
+                    "cannot switch to this fiber: code run while switching to it (a \
+                     finalizer) switched to it first",
+                ),
+            );
+        }
+        // SAFETY: live core, not running yet.
+        unsafe {
+            (*core).reports_resume = true;
+            (*core).resumer_frame = below;
+        }
+    }
     // SAFETY: a short read of the live core.
     let linked = unsafe { (*core).linked };
     let mut link = Link::NONE;
@@ -465,18 +491,6 @@ pub(super) unsafe fn switch_into(
         // SAFETY: live core, this thread, GIL held; nothing is switched yet (this may
         // call the C API: CURRENT and the status are still the resumer's view).
         link = unsafe { lend(ts, core) };
-    }
-    // SAFETY: this thread's state, GIL held; a short read of the live core.
-    if unsafe { pystate::tracing::tracer_set(ts) && (*core).frames.is_some() } {
-        // A fiber that runs as part of its resumer tells a tracer about the frames this
-        // resume resumes, as their native twins' resumes would (may allocate the
-        // resumer's frame object: still the resumer's view, as above).
-        let below = pystate::tracing::innermost_frame(py);
-        // SAFETY: live core, not running yet.
-        unsafe {
-            (*core).reports_resume = true;
-            (*core).resumer_frame = below;
-        }
     }
     // SAFETY: live core, and the only reference until the engine is resumed; the cell
     // is this thread's and outlives the call.
