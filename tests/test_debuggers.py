@@ -245,6 +245,13 @@ def _continue_to_a_breakpoint(
     return stops, internal
 
 
+@pytest.mark.xfail(
+    sys.version_info >= (3, 14),
+    strict=True,
+    reason="3.14's breakpoint() runs pdb on its sys.monitoring backend, which learns of a "
+    "resumed coroutine frame from CPython's PY_RESUME event; a sync frame resumed by a "
+    "fiber switch gets none (anywait gives only sys.settrace tracers their 'call')",
+)
 @pytest.mark.parametrize("backend", PDB_BACKENDS)
 def test_pdb_stops_at_a_breakpoint_in_sync_code_that_was_waiting_when_pdb_started(
     backend: str,
