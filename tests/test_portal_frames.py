@@ -37,10 +37,11 @@ def test_a_task_under_await_sees_the_frames_below_it_as_natively(
     twins = _twins(run_scenario, backend, "plain")
     native = twins["native"]
     # Before and after the waits: leaf, mid, task, then the loop's frames down to the
-    # module; the warning past the task's frames points into the loop's code.
+    # module (uvloop's loop is C: there the frame below the task is the one running the
+    # loop); the warning past the task's frames points at the first of them.
     assert native[0]["chain"][:3] == ["leaf", "mid", "task"]
     assert native[0]["chain"][-2:] == ["run_twin", "<module>"]
-    assert native[0]["warning"][0] != "portal_frames.py"
+    assert native[0]["warning"][0] != "sys"
     assert native[1] == {"f_back while waiting": "None"}
     assert twins["anywait"] == native
 

@@ -136,12 +136,13 @@ def run_twin(through_anywait):
 
     if BACKEND == "trio":
         trio.run(main)
-    elif BACKEND == "uvloop":
-        import uvloop
-
-        uvloop.run(main())
     else:
-        loop = asyncio.new_event_loop()
+        if BACKEND == "uvloop":
+            import uvloop  # (Debian bookworm's has no uvloop.run)
+
+            loop = uvloop.new_event_loop()
+        else:
+            loop = asyncio.new_event_loop()
         if BACKEND == "asyncio-pytask":
             loop.set_task_factory(
                 lambda loop, coro, **kw: asyncio.tasks._PyTask(coro, loop=loop, **kw)
