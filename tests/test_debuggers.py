@@ -205,14 +205,40 @@ def test_pdb_stops_at_a_breakpoint_under_await_and_steps_over_the_wait(backend: 
 
 
 @pytest.mark.parametrize("backend", PDB_BACKENDS)
-def test_pdb_where_under_await_shows_what_native_where_shows(backend: str) -> None:
-    # The sync frames and the task's coroutine above it, and below it (the coroutine's
-    # f_back, while its step runs) the frames of the loop that stepped it.
+def test_pdb_where_under_await_shows_the_sync_frames_and_the_task_above_the_loop(
+    backend: str,
+) -> None:
+    # Natively ``where`` goes on below the task's coroutine into the loop's frames.
     session = _step_over_the_wait(backend, "await_")
     native = _step_over_the_wait(backend, "native")
     functions = [frame.function for frame in session.where]
     assert functions[-4:] == ["main", "task", "caller", "step"]
-    assert len(functions) > 4, "no loop frames below the task's"
+    assert session.where == native.where[-len(session.where) :]
+
+
+# Under a portal the task's outermost frame (its coroutine's) has no f_back while it runs
+# on the portal's fiber; natively it is the loop's frame that stepped it (see
+# tests/test_portal_frames.py for why the chain is not continued there).
+_TASK_FRAME_HAS_NO_CALLER = pytest.mark.xfail(
+    strict=True,
+    reason="under a portal the task's coroutine frame has no f_back: pdb shows no loop "
+    "frames below it, and takes it for its bottom frame",
+)
+# 3.14's bdb no longer stops at a StopIteration below a coroutine bottom frame, so there
+# the missing caller shows only in `where`.
+_BOTTOM_FRAME_STOPS_AT_STOPITERATION = pytest.mark.xfail(
+    sys.version_info < (3, 14),
+    strict=True,
+    reason="under a portal the task's coroutine frame has no f_back: pdb takes it for "
+    "its bottom frame, and before 3.14 bdb stops at every StopIteration below one",
+)
+
+
+@_TASK_FRAME_HAS_NO_CALLER
+@pytest.mark.parametrize("backend", PDB_BACKENDS)
+def test_pdb_where_under_await_shows_what_native_where_shows(backend: str) -> None:
+    session = _step_over_the_wait(backend, "await_")
+    native = _step_over_the_wait(backend, "native")
     assert session.where == native.where
 
 
@@ -266,11 +292,11 @@ def test_pdb_stops_at_a_breakpoint_in_sync_code_that_was_waiting_when_pdb_starte
     assert stops == native
 
 
+@_BOTTOM_FRAME_STOPS_AT_STOPITERATION
 @pytest.mark.parametrize("backend", PDB_BACKENDS)
 def test_pdb_continue_with_a_breakpoint_set_stops_only_at_the_breakpoint(backend: str) -> None:
-    # pdb's bottom frame is the outermost frame below breakpoint() (the task's coroutine,
-    # were its f_back missing: then bdb, before 3.14, would stop at every StopIteration
-    # another coroutine raises below a coroutine bottom frame).
+    # pdb's bottom frame is the task's coroutine under a portal, and bdb stops at every
+    # StopIteration another coroutine raises below a generator or coroutine bottom frame.
     native, _ = _continue_to_a_breakpoint(backend, "native", "step", 4, skip_internal=False)
     assert native == [Frame("step", ("step", 4))]
     stops, _ = _continue_to_a_breakpoint(backend, "await_", "step", 4, skip_internal=False)

@@ -121,6 +121,23 @@ def test_with_portal_run_in_a_stackful_generator_sees_the_handled_exception(
     assert divergence is None, divergence.report() if divergence else ""
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "asyncio-pytask"])
+def test_a_task_cancelled_while_its_coroutine_awaits_another_resumes_its_frames_safely(
+    backend: str, child_env: dict[str, str]
+) -> None:
+    """Seed 901642: a cancellation thrown into a portal task whose coroutine awaits
+    another one that calls sync code blocking in ``await_``, resumed later from another
+    loop frame. CPython's ``_gen_throw`` keeps the thread's current frame in a local
+    across the throw; a worker whose frame chain was continued into its resumer's would
+    have that frame restored stale after the later resume, and crashed there (found by
+    the long run, tests/test_portal_frames.py has the rest). In a child: a crash fails
+    this test only."""
+    require(backend)
+    child = _fuzz(child_env, "--backend", backend, "--seed", "901642", "-n", "1")
+    assert child.returncode == 0, f"{child.stdout}\n--- stderr ---\n{child.stderr}"
+    assert "fuzz: no divergence" in child.stdout
+
+
 @pytest.mark.parametrize("greenlet", ["plain", "greenlet"])
 def test_a_portal_step_sees_the_exception_its_pure_python_task_is_handling(
     run_scenario: Any, greenlet: str

@@ -85,12 +85,11 @@ pub(super) unsafe fn lend(ts: *mut ffi::PyThreadState, core: *mut FiberCore) -> 
     link
 }
 
-/// Continues a fiber's frame chain into its resumer's for the resume about to happen,
-/// if it is linked or continues its frame chain (see `pystate::FrameLink`); returns
-/// whether it did (then [`unlink_frames`] must follow the switch back).
+/// Continues a linked fiber's frame chain into its resumer's for the resume about to
+/// happen (see `pystate::FrameLink`).
 ///
 /// # Safety
-/// `core` is live and about to be switched into; `fiber_state` is its saved
+/// `core` is live, linked, and about to be switched into; `fiber_state` is its saved
 /// state, taken out for the switch; `ts` is this thread's state, the resumer's view
 /// installed; GIL held.
 #[inline]
@@ -98,20 +97,19 @@ pub(super) unsafe fn link_frames(
     ts: *mut ffi::PyThreadState,
     core: *mut FiberCore,
     fiber_state: &mut Snapshot,
-) -> bool {
+) {
     // SAFETY: live core (caller); the link is not otherwise borrowed.
-    match unsafe { (*core).frames.as_mut() } {
+    if let Some(frames) = unsafe { (*core).frames.as_mut() } {
         // SAFETY: forwarded contract.
-        Some(frames) => unsafe { frames.link(ts, fiber_state) },
-        None => false,
+        unsafe { frames.link(ts, fiber_state) };
     }
 }
 
-/// Ends a fiber's frame chain again once it has suspended or `finished`.
+/// Ends a linked fiber's frame chain again once it has suspended or `finished`.
 ///
 /// # Safety
-/// As for [`link_frames`], after the switch back, which linked the chain for this
-/// resume: `fiber_state` is the state the fiber left.
+/// As for [`link_frames`], after the switch back: `fiber_state` is the state the fiber
+/// left, linked for this resume.
 #[inline]
 pub(super) unsafe fn unlink_frames(
     ts: *mut ffi::PyThreadState,
@@ -139,7 +137,16 @@ impl FiberCore {
         core.tag = tag;
         core.linked = true;
         core.chains_exceptions = true;
+        core.tells_tracer_of_resumes = true;
         Ok(core)
+    }
+
+    /// Makes each resume of the fiber give a `sys.settrace` tracer the `call` event a
+    /// resumed coroutine frame gets, for the fiber's frames it does not trace yet
+    /// (`pystate::tracing`): for a fiber whose frames stand in for a coroutine's (a
+    /// portal's worker runs task steps so). Linked fibers do it already.
+    pub(crate) fn tell_tracer_of_resumes(&mut self) {
+        self.tells_tracer_of_resumes = true;
     }
 
     /// Makes the fiber see its resumer's handled exception where it handles none, on
@@ -147,23 +154,6 @@ impl FiberCore {
     /// portal's worker runs task steps so); the rest stays unlinked.
     pub(crate) fn continue_exception_chain(&mut self) {
         self.chains_exceptions = true;
-    }
-
-    /// Makes the fiber's frame chain continue into its resumer's on each resume, as a
-    /// coroutine's frame does into the frame of whoever steps it (a portal's worker runs
-    /// task steps so; see `pystate::FrameLink`); the rest stays unlinked. Before its
-    /// first resume only.
-    pub(crate) fn continue_frame_chain(&mut self) {
-        debug_assert_eq!(self.status(), super::switch::Status::NotStarted);
-        self.continues_frames = true;
-    }
-
-    /// Whether the next resumes continue the frame chain made to by
-    /// [`FiberCore::continue_frame_chain`] (`paused`: they do not).
-    pub(crate) fn pause_frame_chain(&mut self, paused: bool) {
-        if let Some(frames) = self.frames.as_mut() {
-            frames.pause(paused);
-        }
     }
 
     /// Whether the fiber is linked to its resumer ([`FiberCore::new_linked`]).

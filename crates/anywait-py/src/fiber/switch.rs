@@ -121,11 +121,13 @@ pub(crate) struct FiberCore {
     /// Set when the fiber is resumed under a later instrumentation version than it ran:
     /// it re-instruments its frames' code as soon as it is running (`suspend_running`).
     pub(super) stale_instrumentation: bool,
-    /// The fiber's frame chain continues into its resumer's on each resume (linked
-    /// fibers, and those made to by [`FiberCore::continue_frame_chain`]).
-    pub(super) continues_frames: bool,
-    /// Fibers whose chain continues, once started: where it meets the resumer's.
+    /// Linked fibers, once started: where their frame chain meets the resumer's.
     pub(super) frames: Option<FrameLink>,
+    /// The fiber runs as part of its resumer, as a coroutine's or generator's frame
+    /// runs as part of whoever steps it (linked fibers, portal step workers): a
+    /// `sys.settrace` tracer is told of the frames each resume resumes
+    /// ([`FiberCore::tell_tracer_of_resumes`], `pystate::tracing`).
+    pub(super) tells_tracer_of_resumes: bool,
     /// Set by a resume under a legacy tracer, for the fiber to report its resumed frames
     /// to it once running (`pystate::tracing`); `resumer_frame` is where they end (the
     /// resumer's innermost frame object, borrowed for the resume, or null).
@@ -162,8 +164,8 @@ impl FiberCore {
             trapped: false,
             chains_exceptions: false,
             stale_instrumentation: false,
-            continues_frames: false,
             frames: None,
+            tells_tracer_of_resumes: false,
             reports_resume: false,
             resumer_frame: ptr::null_mut(),
             hidden: HiddenStacks::new(),
@@ -428,7 +430,7 @@ unsafe fn start(core: *mut FiberCore) -> PyResult<()> {
     });
     // SAFETY: this thread's state; the stack is fresh from the pool and unused.
     let snapshot = unsafe { Snapshot::fresh(thread_state(), context, &engine.bounds()) };
-    if c.linked || c.continues_frames {
+    if c.linked {
         c.frames = Some(FrameLink::new(&engine.bounds()));
     }
     c.engine = Some(engine);
@@ -459,7 +461,7 @@ pub(super) unsafe fn switch_into(
     // the cell's address stays valid across it.
     let current_cell: *const Cell<*mut FiberCore> = CURRENT.with(ptr::from_ref);
     // SAFETY: this thread's state, GIL held; a short read of the live core.
-    if unsafe { pystate::tracing::tracer_set(ts) && (*core).frames.is_some() } {
+    if unsafe { pystate::tracing::tracer_set(ts) && (*core).tells_tracer_of_resumes } {
         // A fiber that runs as part of its resumer tells a tracer about the frames this
         // resume resumes, as their native twins' resumes would. Nothing is switched or
         // lent yet: making the resumer's frame object may run a collection, and a
@@ -511,8 +513,10 @@ pub(super) unsafe fn switch_into(
         // SAFETY: live core, not running yet.
         unsafe { (*core).stale_instrumentation = true };
     }
-    // SAFETY: the resumer's state is installed; `fiber_state` is this core's.
-    let frames_linked = unsafe { link_frames(ts, core, &mut fiber_state) };
+    if linked {
+        // SAFETY: the resumer's state is installed; `fiber_state` is this core's.
+        unsafe { link_frames(ts, core, &mut fiber_state) };
+    }
 
     // SAFETY: ts is this thread's state, GIL held; from here to the swap back only the
     // stack switch happens (no Python API).
@@ -537,7 +541,7 @@ pub(super) unsafe fn switch_into(
         // resume's link.
         unsafe { pystate::restore_exception_chain(ts, patched) };
     }
-    if frames_linked {
+    if linked {
         let finished = matches!(resumed, Resumed::Return(_));
         // SAFETY: as above; the frames were linked for this resume.
         unsafe { unlink_frames(ts, core, &mut fiber_state, finished) };

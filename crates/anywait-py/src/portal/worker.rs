@@ -152,11 +152,6 @@ pub(crate) fn shareable_context() -> *mut ffi::PyObject {
 /// (`worker.outcome` says what that is).
 pub(crate) fn resume(py: Python<'_>, worker: &mut StepWorker, msg: Wire) -> Wire {
     greenlet::note_resume(py, &mut worker.bridge);
-    // Once greenlet is loaded a step may run on a runner greenlet, whose frames greenlet
-    // saves and restores itself: the chain is not continued then.
-    worker
-        .core
-        .pause_frame_chain(greenlet::api_if_found().is_some());
     let raw: *mut FiberCore = &mut worker.core;
     // SAFETY: the worker is ours, parked or bound, on this thread (checked inside);
     // it has no Python object.
@@ -173,10 +168,9 @@ fn new_worker(py: Python<'_>) -> PyResult<Box<StepWorker>> {
     // The task's step handles an exception (a pure-Python Task wakes up inside
     // `except`, a step may run in a handler's await): the coroutine sees it natively.
     core.continue_exception_chain();
-    // And the step's outermost frame (the coroutine's) has the frame that stepped the
-    // task as its caller (`f_back`), as a coroutine's has: debuggers and
-    // `inspect.stack()` see the loop's frames below the task's.
-    core.continue_frame_chain();
+    // A tracer started while the step waits traces its frames once it resumes, as it
+    // would trace a resumed coroutine's.
+    core.tell_tracer_of_resumes();
     let mut worker = Box::new(StepWorker {
         core,
         coro: ptr::null_mut(),

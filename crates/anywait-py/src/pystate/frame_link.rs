@@ -15,11 +15,6 @@
 //! suspension (the frame whose `previous` is the resumer's), and it stays the same
 //! frame until the body returns.
 //!
-//! A fiber whose body runs one Python call after another (a portal's step worker: one
-//! `coro.send` per task step) is linked the same way: its bottom frame is that of the
-//! call in progress, forgotten whenever the fiber suspends with no frame of its own (the
-//! call returned), and found again at the next call's first suspension.
-//!
 //! Invariant: between resumes no frame on the fiber's stack points at a frame
 //! elsewhere, and no root C frame of a fiber names one.
 
@@ -42,8 +37,6 @@ pub(crate) struct FrameLink {
     bottom: *mut u8,
     /// The resumer's innermost frame during a resume (what the bottom points at).
     resumer: *mut u8,
-    /// Set while the owner does not want the chain continued (see [`FrameLink::pause`]).
-    paused: bool,
 }
 
 impl FrameLink {
@@ -57,35 +50,17 @@ impl FrameLink {
             root_cframe: stack.reserved_area.as_ptr(),
             bottom: ptr::null_mut(),
             resumer: ptr::null_mut(),
-            paused: false,
         }
     }
 
-    /// Whether the next resumes link the chain (`paused`: they do not). A paused link
-    /// forgets its bottom frame at the next [`FrameLink::link`]: while paused the
-    /// fiber's frames may come and go unseen, and one found again later is found by
-    /// walking the chain.
-    pub(crate) fn pause(&mut self, paused: bool) {
-        self.paused = paused;
-    }
-
     /// Continues the fiber's chain into the resumer's innermost frame, before the
-    /// switch into the fiber (whose saved state is `fiber`). Returns whether it did
-    /// (not when paused): only then is [`FrameLink::unlink`] called after the switch.
+    /// switch into the fiber (whose saved state is `fiber`).
     ///
     /// # Safety
     /// `ts` is the current thread's state, installed for the resumer; `fiber` is the
     /// saved state of the suspended (or fresh) fiber this link belongs to; GIL held.
     #[inline]
-    pub(crate) unsafe fn link(
-        &mut self,
-        ts: *mut ffi::PyThreadState,
-        fiber: &mut Snapshot,
-    ) -> bool {
-        if self.paused {
-            self.bottom = ptr::null_mut();
-            return false;
-        }
+    pub(crate) unsafe fn link(&mut self, ts: *mut ffi::PyThreadState, fiber: &mut Snapshot) {
         let l = layout();
         #[cfg(not(Py_3_13))]
         // SAFETY: the resumer's innermost C frame is live (it is on the running stack);
@@ -113,7 +88,6 @@ impl FrameLink {
             unsafe { *l.frame_previous.of::<*mut u8>(self.bottom) = resumer };
         }
         self.resumer = resumer;
-        true
     }
 
     /// Ends the fiber's chain again after a switch back from it: `fiber` is its saved
@@ -153,8 +127,7 @@ impl FrameLink {
             fiber.current_frame
         };
         let resumer = std::mem::replace(&mut self.resumer, ptr::null_mut());
-        if finished || top.is_null() || top == none {
-            // No frame of its own left: the call whose bottom frame it was has returned.
+        if finished {
             self.bottom = ptr::null_mut();
             return;
         }
