@@ -72,11 +72,22 @@ def _anywait_park_forever() -> None:
         s()
 
 
+def _descend_then(depth: int, park: Any) -> None:
+    if depth > 0:
+        _descend_then(depth - 1, park)
+    else:
+        park()
+
+
 @contextlib.contextmanager
-def anywait_switch() -> Iterator[h.Runner]:
+def anywait_switch(depth: int | None = None) -> Iterator[h.Runner]:
+    """Parked right in its body, or under ``depth`` more frames of its own."""
     from anywait.lowlevel import Fiber
 
-    f = Fiber(_anywait_park_forever)
+    if depth is None:
+        f = Fiber(_anywait_park_forever)
+    else:
+        f = Fiber(lambda: _descend_then(depth, _anywait_park_forever))
     f.switch()
 
     def run(n: int, sw: Any = f.switch) -> None:
@@ -100,35 +111,12 @@ def anywait_lifetime() -> Iterator[h.Runner]:
     yield run
 
 
-def _descend_then(depth: int, park: Any) -> None:
-    if depth > 0:
-        _descend_then(depth - 1, park)
-    else:
-        park()
-
-
-@contextlib.contextmanager
-def anywait_deep_switch(depth: int) -> Iterator[h.Runner]:
-    from anywait.lowlevel import Fiber
-
-    f = Fiber(lambda: _descend_then(depth, _anywait_park_forever))
-    f.switch()
-
-    def run(n: int, sw: Any = f.switch) -> None:
-        for _ in repeat(None, n):
-            sw()
-
-    try:
-        yield run
-    finally:
-        f.close()
-
-
 # --- greenlet --------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def greenlet_switch() -> Iterator[h.Runner]:
+def greenlet_switch(depth: int | None = None) -> Iterator[h.Runner]:
+    """As anywait_switch."""
     main = _greenlet_mod.getcurrent()
 
     def park_forever() -> None:
@@ -136,29 +124,10 @@ def greenlet_switch() -> Iterator[h.Runner]:
         while True:
             s()
 
-    g = _greenlet_mod.greenlet(park_forever)
-    g.switch()
-
-    def run(n: int, sw: Any = g.switch) -> None:
-        for _ in repeat(None, n):
-            sw()
-
-    try:
-        yield run
-    finally:
-        g.throw(_greenlet_mod.GreenletExit)
-
-
-@contextlib.contextmanager
-def greenlet_deep_switch(depth: int) -> Iterator[h.Runner]:
-    main = _greenlet_mod.getcurrent()
-
-    def park_forever() -> None:
-        s = main.switch
-        while True:
-            s()
-
-    g = _greenlet_mod.greenlet(lambda: _descend_then(depth, park_forever))
+    if depth is None:
+        g = _greenlet_mod.greenlet(park_forever)
+    else:
+        g = _greenlet_mod.greenlet(lambda: _descend_then(depth, park_forever))
     g.switch()
 
     def run(n: int, sw: Any = g.switch) -> None:
@@ -368,13 +337,13 @@ def build_cases(args: argparse.Namespace) -> tuple[list[h.Case], list[h.Case]]:
     for depth in args.switch_depths:
         bench = f"switch round trip, {depth} frames deep"
         timed.append(
-            h.timed_case(bench, "anywait", lambda d=depth: anywait_deep_switch(d), sample_ms=ms)
+            h.timed_case(bench, "anywait", lambda d=depth: anywait_switch(d), sample_ms=ms)
         )
         timed.append(
             h.timed_case(
                 bench,
                 "greenlet",
-                (lambda d=depth: greenlet_deep_switch(d)) if have_greenlet else None,
+                (lambda d=depth: greenlet_switch(d)) if have_greenlet else None,
                 sample_ms=ms,
                 skip=skip,
             )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SCENARIOS, child_environment
+from conftest import SCENARIOS, child_environment, run_scenario_script
 
 TIMEOUT = 60
 MODES = ["await_", "native"]
@@ -434,14 +434,7 @@ def test_coverage_running_while_tasks_wait_in_await_measures_what_native_measure
 def _traced_twins(case: str) -> dict[str, Any]:
     if case == "portal-trio":
         pytest.importorskip("trio", reason="trio is not installed")
-    done = subprocess.run(
-        [sys.executable, "-X", "faulthandler", str(SCENARIOS / "tracing_resumed.py"), case],
-        capture_output=True,
-        text=True,
-        env=child_environment(),
-        timeout=TIMEOUT,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_scenario_script("tracing_resumed", case, timeout=TIMEOUT)
     assert done.stderr == ""
     twins: dict[str, Any] = json.loads(done.stdout)
     return twins

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from portal_harness import available
+from portal_harness import require
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -31,9 +31,7 @@ FRAME_BACKENDS = ["asyncio", "asyncio-pytask", "uvloop", "trio"]
 
 
 def _twins(run_scenario: Runner, backend: str, mode: str) -> dict[str, Any]:
-    reason = available(backend)
-    if reason is not None:
-        pytest.skip(reason)
+    require(backend)
     result = run_scenario("portal_frames", backend, mode)
     assert result.stderr == ""
     twins: dict[str, Any] = json.loads(result.stdout)

@@ -56,12 +56,9 @@ pub(crate) unsafe fn suspend_running(core: *mut FiberCore, msg: Wire) -> Wire {
         pystate::monitoring::refresh(unsafe { Python::assume_attached() });
     }
     // SAFETY: as above.
-    if unsafe { std::mem::take(&mut (*core).reports_resume) } {
+    if let Some(below) = unsafe { (*core).report_resume_below.take() } {
         // SAFETY: as above.
-        let (py, below) = unsafe {
-            let below = std::mem::replace(&mut (*core).resumer_frame, std::ptr::null_mut());
-            (Python::assume_attached(), below)
-        };
+        let py = unsafe { Python::assume_attached() };
         if let Err(err) = pystate::tracing::report_resumed_frames(py, below) {
             // CPython raises a tracer's error in the frame whose resume it was told
             // about, and the value sent is lost with it; here it is raised where the

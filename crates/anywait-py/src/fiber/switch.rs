@@ -129,10 +129,9 @@ pub(crate) struct FiberCore {
     /// ([`FiberCore::tell_tracer_of_resumes`], `pystate::tracing`).
     pub(super) tells_tracer_of_resumes: bool,
     /// Set by a resume under a legacy tracer, for the fiber to report its resumed frames
-    /// to it once running (`pystate::tracing`); `resumer_frame` is where they end (the
-    /// resumer's innermost frame object, borrowed for the resume, or null).
-    pub(super) reports_resume: bool,
-    pub(super) resumer_frame: *mut ffi::PyObject,
+    /// to it once running (`pystate::tracing`): where they end, the resumer's innermost
+    /// frame object (borrowed for the resume), or null.
+    pub(super) report_resume_below: Option<*mut ffi::PyObject>,
     /// While suspended (not linked): the generator frames of its chain, hidden from
     /// their generators' traversal so that the owner can report them (`gc`).
     pub(super) hidden: HiddenStacks,
@@ -166,8 +165,7 @@ impl FiberCore {
             stale_instrumentation: false,
             frames: None,
             tells_tracer_of_resumes: false,
-            reports_resume: false,
-            resumer_frame: ptr::null_mut(),
+            report_resume_below: None,
             hidden: HiddenStacks::new(),
         })
     }
@@ -429,7 +427,7 @@ unsafe fn start(core: *mut FiberCore) -> PyResult<()> {
         result.unwrap_or_else(|_| fatal("a Rust panic reached the root of a fiber stack"))
     });
     // SAFETY: this thread's state; the stack is fresh from the pool and unused.
-    let snapshot = unsafe { Snapshot::fresh(thread_state(), context, &engine.bounds()) };
+    let snapshot = unsafe { Snapshot::fresh(pystate::thread_state(), context, &engine.bounds()) };
     if c.linked {
         c.frames = Some(FrameLink::new(&engine.bounds()));
     }
@@ -456,7 +454,7 @@ pub(super) unsafe fn switch_into(
             PyRuntimeError::new_err("cannot switch fibers while an exception is pending"),
         );
     }
-    let ts = thread_state();
+    let ts = pystate::thread_state();
     // One thread-local access for the whole switch: the fiber runs on this thread, so
     // the cell's address stays valid across it.
     let current_cell: *const Cell<*mut FiberCore> = CURRENT.with(ptr::from_ref);
@@ -481,10 +479,7 @@ pub(super) unsafe fn switch_into(
             );
         }
         // SAFETY: live core, not running yet.
-        unsafe {
-            (*core).reports_resume = true;
-            (*core).resumer_frame = below;
-        }
+        unsafe { (*core).report_resume_below = Some(below) };
     }
     // SAFETY: a short read of the live core.
     let linked = unsafe { (*core).linked };
@@ -555,8 +550,7 @@ pub(super) unsafe fn switch_into(
     c.pyobj = ptr::null_mut();
     // Unless the fiber took them (a first resume, a return from a body's start, does
     // not): the resumer's frame is no longer borrowed.
-    c.reports_resume = false;
-    c.resumer_frame = ptr::null_mut();
+    c.report_resume_below = None;
     // The context the fiber had before this resume lent it a new one; released only
     // now that the switch is complete (its deallocation may run Python code).
     // SAFETY: an owned reference or null; GIL held.
@@ -596,11 +590,4 @@ pub(super) unsafe fn switch_into(
         pystate::monitoring::refresh(py);
     }
     out
-}
-
-fn thread_state() -> *mut ffi::PyThreadState {
-    // SAFETY: no preconditions; with the GIL held this is the current, non-null state.
-    let ts = unsafe { ffi::compat::PyThreadState_GetUnchecked() };
-    debug_assert!(!ts.is_null());
-    ts
 }

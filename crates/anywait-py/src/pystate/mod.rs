@@ -96,6 +96,15 @@ pub(crate) struct Snapshot {
     version: monitoring::Version,
 }
 
+/// The current thread's state (GIL held: the current, non-null one).
+#[inline(always)]
+pub(crate) fn thread_state() -> *mut ffi::PyThreadState {
+    // SAFETY: no preconditions; with the GIL held this is the current, non-null state.
+    let ts = unsafe { ffi::compat::PyThreadState_GetUnchecked() };
+    debug_assert!(!ts.is_null());
+    ts
+}
+
 #[inline(always)]
 fn base(ts: *mut ffi::PyThreadState) -> *mut u8 {
     ts.cast::<u8>()

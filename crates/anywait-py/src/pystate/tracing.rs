@@ -22,8 +22,8 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 
-use super::base;
 use super::layout::layout;
+use super::{base, thread_state};
 
 /// The thread's legacy tracer and its argument.
 #[derive(Clone, Copy)]
@@ -130,11 +130,4 @@ pub(crate) fn report_resumed_frames(py: Python<'_>, below: *mut ffi::PyObject) -
         }
     }
     Ok(())
-}
-
-fn thread_state() -> *mut ffi::PyThreadState {
-    // SAFETY: no preconditions; with the GIL held this is the current, non-null state.
-    let ts = unsafe { ffi::compat::PyThreadState_GetUnchecked() };
-    debug_assert!(!ts.is_null());
-    ts
 }
